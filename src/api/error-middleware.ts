@@ -1,0 +1,47 @@
+/**
+ * The one place a thrown error becomes an HTTP answer: the KMS JSON 1.1
+ * error envelope, `{"__type": "<Name>", "message": "..."}` in the body and
+ * the same name in `X-Amzn-ErrorType` (botocore reads the body, the JS SDK
+ * the header first). Anything that is not a KmsError is a bug of ours:
+ * KMSInternalException, logged without request data.
+ */
+import type { ErrorRequestHandler } from 'express';
+import {
+  KmsError,
+  KMSInternalException,
+  RequestEntityTooLargeException,
+  SerializationException,
+} from '../errors.js';
+import type { Logger } from '../log.js';
+
+/** body-parser's own errors carry `type` and a 4xx `status`. */
+function fromBodyParser(err: unknown): KmsError | undefined {
+  const e = err as { type?: unknown; status?: unknown };
+  if (typeof e?.type !== 'string' || typeof e.status !== 'number') return undefined;
+  if (e.status === 413) return new RequestEntityTooLargeException('Request body is larger than the gateway accepts.');
+  if (e.status >= 400 && e.status < 500) return new SerializationException('The request body could not be read.');
+  return undefined;
+}
+
+export function errorMiddleware(log: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    let kms: KmsError;
+    if (err instanceof KmsError) kms = err;
+    else {
+      const parsed = fromBodyParser(err);
+      if (parsed !== undefined) kms = parsed;
+      else {
+        log.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack }, requestId: res.getHeader('x-amzn-RequestId') }, 'unexpected error');
+        kms = new KMSInternalException();
+      }
+    }
+    if (kms.status >= 500) log.warn({ errorType: kms.name, requestId: res.getHeader('x-amzn-RequestId'), target: req.get('x-amz-target') }, 'server fault');
+    const body: Record<string, string> = { __type: kms.name };
+    if (kms.wireMessage !== undefined) body['message'] = kms.wireMessage;
+    res
+      .status(kms.status)
+      .set('X-Amzn-ErrorType', kms.name)
+      .type('application/x-amz-json-1.1')
+      .send(JSON.stringify(body));
+  };
+}

@@ -1,0 +1,40 @@
+/**
+ * Builds the express app from its dependencies, without listening, so tests
+ * can start it on port 0 and main.ts can wire it to the real token.
+ */
+import { randomUUID } from 'node:crypto';
+import express, { type Express } from 'express';
+import helmet from 'helmet';
+import { errorMiddleware } from './api/error-middleware.js';
+import { kmsJsonRouter } from './api/kms-json.js';
+import { UnknownOperationException } from './errors.js';
+import type { Hsm } from './hsm/hsm.js';
+import type { KeyStore } from './keys/key-store.js';
+import type { Logger } from './log.js';
+import type { Operation } from './operations/operation.js';
+import { operations as defaultOperations } from './operations/registry.js';
+
+export interface AppDeps {
+  keys: KeyStore;
+  hsm: Hsm;
+  log: Logger;
+  operations?: ReadonlyMap<string, Operation>;
+}
+
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(helmet());
+  app.use((_req, res, next) => {
+    res.set('x-amzn-RequestId', randomUUID());
+    next();
+  });
+  app.use(kmsJsonRouter(deps.operations ?? defaultOperations, { keys: deps.keys, hsm: deps.hsm }));
+  // Anything that is not `POST /` is not a KMS call.
+  app.use(() => {
+    throw new UnknownOperationException();
+  });
+  app.use(errorMiddleware(deps.log));
+  return app;
+}

@@ -1,0 +1,179 @@
+/**
+ * The one typed, validated configuration object. Loaded once by main.ts and
+ * passed to whoever needs it; nothing reads it from a global.
+ *
+ * A bad file stops start-up with a ConfigError that names the field
+ * (`keys[1].pkcs11: give label and/or id`). Secrets never live in the file:
+ * the PIN is named by source (environment variable or file).
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { z } from 'zod';
+
+export const SYMMETRIC_KEY_SPECS = ['SYMMETRIC_DEFAULT'] as const;
+export const RSA_KEY_SPECS = ['RSA_2048', 'RSA_3072', 'RSA_4096'] as const;
+export const KEY_SPECS = [...SYMMETRIC_KEY_SPECS, ...RSA_KEY_SPECS] as const;
+export type KeySpec = (typeof KEY_SPECS)[number];
+export type RsaKeySpec = (typeof RSA_KEY_SPECS)[number];
+
+const uuid = z
+  .string()
+  .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'must be a lower-case UUID (AWS key id form)');
+
+/** AWS alias rules: `alias/` prefix, 1..256 chars, [a-zA-Z0-9/_-], not `alias/aws/`. */
+export const ALIAS_NAME_PATTERN = /^alias\/[a-zA-Z0-9/_-]+$/;
+const aliasName = z
+  .string()
+  .max(256)
+  .regex(ALIAS_NAME_PATTERN, 'must start with alias/ and use only a-z A-Z 0-9 / _ -')
+  .refine((a) => !a.startsWith('alias/aws/'), 'alias/aws/ is reserved for AWS managed keys');
+
+const hex = z.string().regex(/^([0-9a-fA-F]{2})+$/, 'must be an even number of hex digits');
+
+const keyEntry = z
+  .object({
+    keyId: uuid,
+    aliases: z.array(aliasName).default([]),
+    keySpec: z.enum(KEY_SPECS),
+    keyUsage: z.literal('ENCRYPT_DECRYPT').default('ENCRYPT_DECRYPT'),
+    enabled: z.boolean().default(true),
+    description: z.string().max(8192).default(''),
+    /** The PKCS#11 object(s) behind the key: CKA_LABEL and/or CKA_ID (hex). */
+    pkcs11: z
+      .object({ label: z.string().min(1).max(256).optional(), id: hex.optional() })
+      .strict()
+      .refine((o) => o.label !== undefined || o.id !== undefined, 'give label and/or id'),
+    /** Generate the key on the token when no object matches (the embedded demo keys). */
+    createIfMissing: z.boolean().default(false),
+  })
+  .strict();
+
+const configSchema = z
+  .object({
+    region: z
+      .string()
+      .regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must look like an AWS region (us-east-1)')
+      .default('us-east-1'),
+    accountId: z.string().regex(/^\d{12}$/, 'must be 12 digits').default('111122223333'),
+    listen: z
+      .object({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 8080 }),
+    hsm: z
+      .object({
+        module: z.string().min(1),
+        token: z
+          .object({ label: z.string().min(1).max(32).optional(), slot: z.number().int().min(0).optional() })
+          .strict()
+          .refine((t) => (t.label === undefined) !== (t.slot === undefined), 'give exactly one of label or slot'),
+        pin: z
+          .object({ env: z.string().min(1).optional(), file: z.string().min(1).optional() })
+          .strict()
+          .refine((p) => (p.env === undefined) !== (p.file === undefined), 'give exactly one of env or file'),
+        /** Sessions used for crypto operations, beside the one long-lived login session. */
+        sessionPoolSize: z.number().int().min(1).max(256).default(8),
+      })
+      .strict(),
+    keys: z.array(keyEntry).default([]),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const ids = new Set<string>();
+    const aliases = new Set<string>();
+    c.keys.forEach((k, i) => {
+      if (ids.has(k.keyId)) ctx.addIssue({ code: 'custom', path: ['keys', i, 'keyId'], message: 'duplicate key id' });
+      ids.add(k.keyId);
+      k.aliases.forEach((a, j) => {
+        if (aliases.has(a))
+          ctx.addIssue({ code: 'custom', path: ['keys', i, 'aliases', j], message: `alias ${a} is used twice` });
+        aliases.add(a);
+      });
+    });
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type KeyConfig = Config['keys'][number];
+
+export class ConfigError extends Error {}
+
+function fieldPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
+  return out === '' ? '(root)' : out;
+}
+
+/** `${KMSGW_DATA_DIR}` in any string value becomes the data directory. */
+function expand(value: unknown, dataDir: string): unknown {
+  if (typeof value === 'string') return value.split('${KMSGW_DATA_DIR}').join(dataDir);
+  if (Array.isArray(value)) return value.map((v) => expand(v, dataDir));
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expand(v, dataDir)]));
+  return value;
+}
+
+export interface ConfigSources {
+  /** Path of the JSON config file. */
+  path: string;
+  /** Substituted for `${KMSGW_DATA_DIR}` in the file. */
+  dataDir: string;
+  /** KMSGW_PORT, when set, overrides listen.port. */
+  port?: string | undefined;
+}
+
+export function parseConfig(raw: unknown, src: Pick<ConfigSources, 'dataDir' | 'port'>, name = 'config'): Config {
+  const result = configSchema.safeParse(expand(raw, src.dataDir));
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `${fieldPath(i.path)}: ${i.message}`);
+    throw new ConfigError(`${name}: ${lines.join('; ')}`);
+  }
+  const config = result.data;
+  if (src.port !== undefined && src.port !== '') {
+    const port = Number(src.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535)
+      throw new ConfigError(`KMSGW_PORT: must be an integer 0..65535, got '${src.port}'`);
+    config.listen.port = port;
+  }
+  return config;
+}
+
+export function loadConfig(src: ConfigSources): Config {
+  let text: string;
+  try {
+    text = readFileSync(src.path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`${src.path}: cannot read config file (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${src.path}: not valid JSON (${(e as Error).message})`);
+  }
+  return parseConfig(raw, src, src.path);
+}
+
+/**
+ * Reads the token PIN from its configured source. A PIN file readable by
+ * other users is refused: a PIN is as secret as the keys it unlocks.
+ */
+export function readPin(pin: Config['hsm']['pin'], env: NodeJS.ProcessEnv): string {
+  if (pin.env !== undefined) {
+    const value = env[pin.env];
+    if (value === undefined || value === '') throw new ConfigError(`hsm.pin.env: environment variable ${pin.env} is not set`);
+    return value;
+  }
+  const file = pin.file as string;
+  let mode: number;
+  try {
+    mode = statSync(file).mode;
+  } catch (e) {
+    throw new ConfigError(`hsm.pin.file: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
+  if ((mode & 0o077) !== 0)
+    throw new ConfigError(`hsm.pin.file: ${file} is readable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+  const value = readFileSync(file, 'utf8').trim();
+  if (value === '') throw new ConfigError(`hsm.pin.file: ${file} is empty`);
+  return value;
+}

@@ -1,0 +1,65 @@
+/**
+ * Wires a gateway from a validated config: the token, the key store, the
+ * express app and an HTTP listener. main.ts calls it for real; tests call it
+ * to start a gateway in-process on port 0.
+ */
+import type { AddressInfo } from 'node:net';
+import { createServer, type Server } from 'node:http';
+import { createApp } from './app.js';
+import { readPin, type Config } from './config/config.js';
+import type { Hsm } from './hsm/hsm.js';
+import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm.js';
+import { KeyStore } from './keys/key-store.js';
+import type { Logger } from './log.js';
+
+export interface RunningGateway {
+  server: Server;
+  url: string;
+  port: number;
+  hsm: Hsm;
+  keys: KeyStore;
+  close(): Promise<void>;
+}
+
+export async function startGateway(config: Config, log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
+  const hsm = await Pkcs11Hsm.open({
+    module: config.hsm.module,
+    token: config.hsm.token,
+    pin: readPin(config.hsm.pin, env),
+    sessionPoolSize: config.hsm.sessionPoolSize,
+    log,
+  });
+  try {
+    const keys = new KeyStore(config, hsm);
+    await keys.init(config, log);
+    const app = createApp({ keys, hsm, log });
+    const server = createServer(app);
+    // Slow clients do not hold sockets forever.
+    server.requestTimeout = 30_000;
+    server.headersTimeout = 10_000;
+    server.keepAliveTimeout = 65_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.listen.port, config.listen.host, () => resolve());
+    });
+    const port = (server.address() as AddressInfo).port;
+    const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+    return {
+      server,
+      port,
+      url: `http://${host}:${port}`,
+      hsm,
+      keys,
+      async close() {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        await hsm.close();
+      },
+    };
+  } catch (e) {
+    await hsm.close();
+    throw e;
+  }
+}

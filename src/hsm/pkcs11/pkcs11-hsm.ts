@@ -1,0 +1,485 @@
+/**
+ * The Hsm on a PKCS#11 token through pkcs11js. The only module (with its
+ * siblings in this folder) that imports pkcs11js.
+ *
+ * - C_Initialize with CKF_OS_LOCKING_OK: without it SoftHSM 2.6.1 corrupts
+ *   its heap under concurrent async calls.
+ * - One long-lived logged-in session keeps the token logged in (closing the
+ *   last session logs the token out); crypto runs on a pool of sessions.
+ * - Object handles are found once and cached: C_FindObjects is linear in the
+ *   number of objects on the token. A stale handle is looked up again once.
+ * - C_EncryptInit/C_DecryptInit are synchronous in pkcs11js; the data calls
+ *   use the async (libuv thread pool) variants so a slow token does not hold
+ *   the event loop during the bulk of the work.
+ * - OAEP: probed at start with a throw-away session key pair. Where native
+ *   CKM_RSA_PKCS_OAEP fails for a hash (SoftHSM 2.6.1 with SHA-256), the
+ *   token does raw RSA (CKM_RSA_X_509) and the gateway does EME-OAEP with a
+ *   constant-time decoder; the private key stays on the token either way.
+ */
+import { createPublicKey } from 'node:crypto';
+import pkcs11js from 'pkcs11js';
+import { KeyUnavailableException, KmsError, KMSInternalException, InvalidCiphertextException } from '../../errors.js';
+import type { Hsm, HsmDescription, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
+import { oaepDecode, oaepEncode } from '../oaep.js';
+import { CKR, ckrCode, ckrName, disposition } from './ckr.js';
+import { SessionPool } from './session-pool.js';
+
+type Handle = Buffer;
+type Template = pkcs11js.Template;
+type OaepMode = HsmDescription['oaep'][OaepHash];
+
+export interface HsmLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface Pkcs11HsmOptions {
+  module: string;
+  token: { label?: string | undefined; slot?: number | undefined };
+  pin: string;
+  sessionPoolSize: number;
+  log: HsmLogger;
+}
+
+interface KeyEntry {
+  req: PrepareKeyRequest;
+  secret?: Handle;
+  priv?: Handle;
+  pub?: Handle;
+  publicInfo?: RsaPublicKeyInfo;
+}
+
+type ObjectKind = 'secret' | 'priv' | 'pub';
+
+const RSA_BITS = { RSA_2048: 2048, RSA_3072: 3072, RSA_4096: 4096 } as const;
+const HASH_MECH: Record<OaepHash, { hashAlg: number; mgf: number }> = {
+  sha1: { hashAlg: pkcs11js.CKM_SHA_1, mgf: pkcs11js.CKG_MGF1_SHA1 },
+  sha256: { hashAlg: pkcs11js.CKM_SHA256, mgf: pkcs11js.CKG_MGF1_SHA256 },
+};
+/** pkcs11js does not export CKZ_DATA_SPECIFIED; its value is 1 (PKCS#11 2.40). */
+const CKZ_DATA_SPECIFIED = 1;
+const HASH_LEN: Record<OaepHash, number> = { sha1: 20, sha256: 32 };
+
+function oaepMechanism(hash: OaepHash): pkcs11js.Mechanism {
+  return {
+    mechanism: pkcs11js.CKM_RSA_PKCS_OAEP,
+    parameter: { type: pkcs11js.CK_PARAMS_RSA_OAEP, ...HASH_MECH[hash], source: CKZ_DATA_SPECIFIED } as pkcs11js.RsaOAEP,
+  };
+}
+
+function ulong(buf: Buffer): number {
+  // CK_ULONG as the platform writes it; every supported platform is little-endian.
+  return buf.length >= 8 ? Number(buf.readBigUInt64LE(0)) : buf.readUInt32LE(0);
+}
+
+function leftPad(buf: Buffer, length: number): Buffer {
+  if (buf.length === length) return buf;
+  if (buf.length > length) throw new KMSInternalException();
+  const out = Buffer.alloc(length);
+  buf.copy(out, length - buf.length);
+  return out;
+}
+
+export class Pkcs11Hsm implements Hsm {
+  private readonly lib = new pkcs11js.PKCS11();
+  private slot!: Handle;
+  private tokenLabel = '';
+  private loginSession!: Handle;
+  private pool!: SessionPool<Handle>;
+  private readonly keys = new Map<string, KeyEntry>();
+  private readonly oaepMode: Record<OaepHash, OaepMode> = { sha1: 'native', sha256: 'native' };
+
+  private constructor(private readonly opts: Pkcs11HsmOptions) {}
+
+  /** Loads the module, finds the token, logs in and probes the mechanisms. */
+  static async open(opts: Pkcs11HsmOptions): Promise<Pkcs11Hsm> {
+    const hsm = new Pkcs11Hsm(opts);
+    try {
+      hsm.start();
+      await hsm.probeOaep();
+    } catch (e) {
+      await hsm.close();
+      throw e;
+    }
+    return hsm;
+  }
+
+  private start(): void {
+    const { lib, opts } = this;
+    lib.load(opts.module);
+    try {
+      lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+    } catch (e) {
+      if (ckrCode(e) !== CKR.CRYPTOKI_ALREADY_INITIALIZED) throw e;
+    }
+    const slots = lib.C_GetSlotList(true);
+    const found = slots.filter((s, i) => {
+      if (opts.token.slot !== undefined) return ulong(s) === opts.token.slot || i === opts.token.slot;
+      return lib.C_GetTokenInfo(s).label.trim() === opts.token.label;
+    });
+    const slot = found[0];
+    if (slot === undefined)
+      throw new Error(
+        opts.token.label !== undefined ? `no token labelled '${opts.token.label}'` : `no token in slot ${opts.token.slot}`,
+      );
+    this.slot = slot;
+    this.tokenLabel = lib.C_GetTokenInfo(slot).label.trim();
+    const flags = pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION;
+    this.loginSession = lib.C_OpenSession(slot, flags);
+    try {
+      lib.C_Login(this.loginSession, pkcs11js.CKU_USER, opts.pin);
+    } catch (e) {
+      if (ckrCode(e) !== CKR.USER_ALREADY_LOGGED_IN) throw new Error(`C_Login failed: ${ckrName(ckrCode(e) ?? -1)}`);
+    }
+    this.pool = new SessionPool<Handle>(
+      { open: () => lib.C_OpenSession(slot, flags), close: (s) => lib.C_CloseSession(s) },
+      opts.sessionPoolSize,
+    );
+    const mechs = new Set(lib.C_GetMechanismList(slot));
+    for (const [name, m] of Object.entries({ CKM_AES_GCM: pkcs11js.CKM_AES_GCM, CKM_RSA_X_509: pkcs11js.CKM_RSA_X_509 }))
+      if (!mechs.has(m)) opts.log.warn({ mechanism: name }, 'token does not list a mechanism the gateway uses');
+  }
+
+  /** Tries native OAEP per hash on a throw-away session key pair (never stored on the token). */
+  private async probeOaep(): Promise<void> {
+    const { lib } = this;
+    const s = lib.C_OpenSession(this.slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+    try {
+      const pair = lib.C_GenerateKeyPair(
+        s,
+        { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
+        [
+          { type: pkcs11js.CKA_TOKEN, value: false },
+          { type: pkcs11js.CKA_ENCRYPT, value: true },
+          { type: pkcs11js.CKA_MODULUS_BITS, value: 1024 },
+          { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+        ],
+        [
+          { type: pkcs11js.CKA_TOKEN, value: false },
+          { type: pkcs11js.CKA_PRIVATE, value: true },
+          { type: pkcs11js.CKA_SENSITIVE, value: true },
+          { type: pkcs11js.CKA_DECRYPT, value: true },
+        ],
+      );
+      const probe = Buffer.from('kmsgw-oaep-probe');
+      for (const hash of ['sha1', 'sha256'] as const) {
+        let ok = false;
+        // Each attempt on a fresh session: a failed Init can leave the operation active (SoftHSM 2.6.1).
+        const t = lib.C_OpenSession(this.slot, pkcs11js.CKF_SERIAL_SESSION);
+        try {
+          lib.C_EncryptInit(t, oaepMechanism(hash), pair.publicKey);
+          const ct = lib.C_Encrypt(t, probe, Buffer.alloc(128));
+          lib.C_DecryptInit(t, oaepMechanism(hash), pair.privateKey);
+          ok = lib.C_Decrypt(t, ct, Buffer.alloc(128)).equals(probe);
+        } catch {
+          ok = false;
+        } finally {
+          lib.C_CloseSession(t);
+        }
+        this.oaepMode[hash] = ok ? 'native' : 'raw-rsa+gateway-encoding';
+      }
+      lib.C_DestroyObject(s, pair.privateKey);
+      lib.C_DestroyObject(s, pair.publicKey);
+    } finally {
+      lib.C_CloseSession(s);
+    }
+    this.opts.log.info({ oaep: this.oaepMode }, 'token OAEP support probed');
+  }
+
+  describe(): HsmDescription {
+    return {
+      module: this.opts.module,
+      tokenLabel: this.tokenLabel,
+      oaep: { ...this.oaepMode },
+      sessionPoolSize: this.opts.sessionPoolSize,
+    };
+  }
+
+  async close(): Promise<void> {
+    try {
+      this.pool?.drain();
+      if (this.loginSession !== undefined) this.lib.C_CloseSession(this.loginSession);
+    } catch {
+      // closing anyway
+    }
+    try {
+      this.lib.C_Finalize();
+    } catch {
+      // not initialised, or already finalised
+    }
+  }
+
+  // ---- key material ---------------------------------------------------
+
+  async prepareKey(req: PrepareKeyRequest): Promise<PrepareKeyResult> {
+    const entry: KeyEntry = { req };
+    this.keys.set(req.name, entry);
+    const kinds: ObjectKind[] = req.keySpec === 'SYMMETRIC_DEFAULT' ? ['secret'] : ['priv', 'pub'];
+    const found = await this.pool.use(
+      (s) => kinds.map((k) => this.find(s, entry, k)),
+      () => true,
+    );
+    if (found.every((h) => h !== undefined)) {
+      await this.checkMaterial(entry);
+      return { state: 'ready', created: false };
+    }
+    if (found.some((h) => h !== undefined))
+      throw new KMSInternalException(`${req.displayName}: only part of the RSA key pair is on the token`);
+    if (!req.createIfMissing) return { state: 'missing' };
+    await this.generate(entry);
+    return { state: 'ready', created: true };
+  }
+
+  private template(entry: KeyEntry, kind: ObjectKind): Template {
+    const { ref } = entry.req;
+    const cls = { secret: pkcs11js.CKO_SECRET_KEY, priv: pkcs11js.CKO_PRIVATE_KEY, pub: pkcs11js.CKO_PUBLIC_KEY }[kind];
+    const t: Template = [
+      { type: pkcs11js.CKA_CLASS, value: cls },
+      { type: pkcs11js.CKA_KEY_TYPE, value: kind === 'secret' ? pkcs11js.CKK_AES : pkcs11js.CKK_RSA },
+      // Only token objects: a session copy of a key keeps its label.
+      { type: pkcs11js.CKA_TOKEN, value: true },
+    ];
+    if (ref.label !== undefined) t.push({ type: pkcs11js.CKA_LABEL, value: ref.label });
+    if (ref.id !== undefined) t.push({ type: pkcs11js.CKA_ID, value: ref.id });
+    return t;
+  }
+
+  /** One C_FindObjects; caches the handle. Throws when the reference is ambiguous. */
+  private find(s: Handle, entry: KeyEntry, kind: ObjectKind): Handle | undefined {
+    const { lib } = this;
+    lib.C_FindObjectsInit(s, this.template(entry, kind));
+    let hits: Handle[];
+    try {
+      hits = lib.C_FindObjects(s, 2);
+    } finally {
+      lib.C_FindObjectsFinal(s);
+    }
+    if (hits.length > 1)
+      throw new KMSInternalException(`${entry.req.displayName}: more than one ${kind} key object matches its label/id`);
+    const h = hits[0];
+    if (h !== undefined) entry[kind] = h;
+    return h;
+  }
+
+  /** The material must be what the key table says: AES-256, or RSA of the stated size. */
+  private async checkMaterial(entry: KeyEntry): Promise<void> {
+    const { req } = entry;
+    if (req.keySpec === 'SYMMETRIC_DEFAULT') {
+      const len = await this.pool.use(
+        (s) => this.lib.C_GetAttributeValue(s, entry.secret as Handle, [{ type: pkcs11js.CKA_VALUE_LEN }]),
+        () => true,
+      );
+      const bytes = ulong(len[0]?.value as Buffer);
+      if (bytes !== 32)
+        throw new KMSInternalException(`${req.displayName}: token key is AES-${bytes * 8}, SYMMETRIC_DEFAULT needs AES-256`);
+      return;
+    }
+    const info = await this.rsaPublicKey(req.name);
+    if (info.modulusBytes * 8 !== RSA_BITS[req.keySpec])
+      throw new KMSInternalException(`${req.displayName}: token key has ${info.modulusBytes * 8} bits, key spec is ${req.keySpec}`);
+  }
+
+  private async generate(entry: KeyEntry): Promise<void> {
+    const { req } = entry;
+    const common: Template = [{ type: pkcs11js.CKA_TOKEN, value: true }];
+    if (req.ref.label !== undefined) common.push({ type: pkcs11js.CKA_LABEL, value: req.ref.label });
+    if (req.ref.id !== undefined) common.push({ type: pkcs11js.CKA_ID, value: req.ref.id });
+    const secretAttrs: Template = [
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+    ];
+    await this.pool.use(
+      async (s) => {
+        if (req.keySpec === 'SYMMETRIC_DEFAULT') {
+          entry.secret = await this.lib.C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+            ...common,
+            ...secretAttrs,
+            { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+            { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+            { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+            { type: pkcs11js.CKA_ENCRYPT, value: true },
+            { type: pkcs11js.CKA_DECRYPT, value: true },
+            { type: pkcs11js.CKA_WRAP, value: false },
+            { type: pkcs11js.CKA_UNWRAP, value: false },
+          ]);
+          return;
+        }
+        const pair = await this.lib.C_GenerateKeyPairAsync(
+          s,
+          { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
+          [
+            ...common,
+            { type: pkcs11js.CKA_ENCRYPT, value: true },
+            { type: pkcs11js.CKA_VERIFY, value: false },
+            { type: pkcs11js.CKA_WRAP, value: false },
+            { type: pkcs11js.CKA_MODULUS_BITS, value: RSA_BITS[req.keySpec] },
+            { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+          ],
+          [
+            ...common,
+            ...secretAttrs,
+            { type: pkcs11js.CKA_DECRYPT, value: true },
+            { type: pkcs11js.CKA_SIGN, value: false },
+            { type: pkcs11js.CKA_UNWRAP, value: false },
+          ],
+        );
+        entry.priv = pair.privateKey;
+        entry.pub = pair.publicKey;
+      },
+      () => true,
+    );
+    this.opts.log.info({ key: req.displayName, keySpec: req.keySpec }, 'generated key material on the token');
+  }
+
+  // ---- operations -----------------------------------------------------
+
+  async random(length: number): Promise<Buffer> {
+    return this.pool.use(
+      (s) => this.lib.C_GenerateRandom(s, Buffer.alloc(length)),
+      (e) => this.discards(e, false),
+    ).catch((e) => {
+      throw this.translate(e, disposition(e, false), 'the HSM random number generator');
+    });
+  }
+
+  aesGcmEncrypt(name: string, iv: Buffer, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
+    return this.run(name, 'secret', false, async (s, key) => {
+      this.lib.C_EncryptInit(s, this.gcm(iv, aad), key);
+      return this.lib.C_EncryptAsync(s, plaintext, Buffer.alloc(plaintext.length + 16));
+    });
+  }
+
+  aesGcmDecrypt(name: string, iv: Buffer, ciphertextAndTag: Buffer, aad: Buffer): Promise<Buffer> {
+    if (ciphertextAndTag.length < 16) return Promise.reject(new InvalidCiphertextException());
+    return this.run(name, 'secret', true, async (s, key) => {
+      this.lib.C_DecryptInit(s, this.gcm(iv, aad), key);
+      return this.lib.C_DecryptAsync(s, ciphertextAndTag, Buffer.alloc(ciphertextAndTag.length));
+    });
+  }
+
+  async rsaOaepEncrypt(name: string, hash: OaepHash, plaintext: Buffer): Promise<Buffer> {
+    const { modulusBytes: k } = await this.rsaPublicKey(name);
+    if (this.oaepMode[hash] === 'native') {
+      return this.run(name, 'pub', false, async (s, key) => {
+        this.lib.C_EncryptInit(s, oaepMechanism(hash), key);
+        return leftPad(await this.lib.C_EncryptAsync(s, plaintext, Buffer.alloc(k)), k);
+      });
+    }
+    const em = oaepEncode(plaintext, k, hash, await this.random(HASH_LEN[hash]));
+    return this.run(name, 'pub', false, async (s, key) => {
+      this.lib.C_EncryptInit(s, { mechanism: pkcs11js.CKM_RSA_X_509 }, key);
+      return leftPad(await this.lib.C_EncryptAsync(s, em, Buffer.alloc(k)), k);
+    });
+  }
+
+  async rsaOaepDecrypt(name: string, hash: OaepHash, ciphertext: Buffer): Promise<Buffer> {
+    const { modulusBytes: k } = await this.rsaPublicKey(name);
+    if (ciphertext.length !== k) throw new InvalidCiphertextException();
+    if (this.oaepMode[hash] === 'native') {
+      return this.run(name, 'priv', true, async (s, key) => {
+        this.lib.C_DecryptInit(s, oaepMechanism(hash), key);
+        return this.lib.C_DecryptAsync(s, ciphertext, Buffer.alloc(k));
+      });
+    }
+    const em = await this.run(name, 'priv', true, async (s, key) => {
+      this.lib.C_DecryptInit(s, { mechanism: pkcs11js.CKM_RSA_X_509 }, key);
+      return leftPad(await this.lib.C_DecryptAsync(s, ciphertext, Buffer.alloc(k)), k);
+    });
+    try {
+      const message = oaepDecode(em, k, hash);
+      if (message === null) throw new InvalidCiphertextException();
+      return message;
+    } finally {
+      em.fill(0);
+    }
+  }
+
+  async rsaPublicKey(name: string): Promise<RsaPublicKeyInfo> {
+    const entry = this.entry(name);
+    if (entry.publicInfo !== undefined) return entry.publicInfo;
+    const attrs = await this.run(name, 'pub', false, async (s, key) =>
+      this.lib.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]),
+    );
+    const n = attrs[0]?.value as Buffer;
+    const e = attrs[1]?.value as Buffer;
+    const keyObject = createPublicKey({
+      key: { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') },
+      format: 'jwk',
+    });
+    const spki = keyObject.export({ type: 'spki', format: 'der' });
+    const modulusBytes = (keyObject.asymmetricKeyDetails?.modulusLength ?? n.length * 8) / 8;
+    entry.publicInfo = { spki, modulusBytes, keyObject };
+    return entry.publicInfo;
+  }
+
+  // ---- plumbing -------------------------------------------------------
+
+  private gcm(iv: Buffer, aad: Buffer): pkcs11js.Mechanism {
+    return {
+      mechanism: pkcs11js.CKM_AES_GCM,
+      parameter: { type: pkcs11js.CK_PARAMS_GCM, iv, ivBits: iv.length * 8, aad, tagBits: 128 } as pkcs11js.GcmParams,
+    };
+  }
+
+  private entry(name: string): KeyEntry {
+    const e = this.keys.get(name);
+    if (e === undefined) throw new KMSInternalException(`key material '${name}' was never prepared`);
+    return e;
+  }
+
+  /** Whether a failure leaves the session unusable. Gateway-side errors (KmsError) never do. */
+  private discards(err: unknown, decrypting: boolean): boolean {
+    if (err instanceof KmsError) return false;
+    return disposition(err, decrypting) !== 'data';
+  }
+
+  /**
+   * Runs one operation on a pooled session with the key's cached handle.
+   * A stale handle is looked up again once; an operation left active on a
+   * reused session (CKR_OPERATION_ACTIVE) is retried once on a fresh one.
+   */
+  private async run<T>(
+    name: string,
+    kind: ObjectKind,
+    decrypting: boolean,
+    op: (session: Handle, key: Handle) => Promise<T>,
+  ): Promise<T> {
+    const entry = this.entry(name);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.pool.use(
+          (s) => {
+            const key = entry[kind] ?? this.find(s, entry, kind);
+            if (key === undefined) throw new KeyUnavailableException(`${entry.req.displayName} is unavailable.`);
+            return op(s, key);
+          },
+          (e) => this.discards(e, decrypting),
+        );
+      } catch (e) {
+        if (e instanceof KmsError) throw e;
+        const d = disposition(e, decrypting);
+        if (attempt === 0 && d === 'handle') {
+          delete entry[kind];
+          continue;
+        }
+        if (attempt === 0 && ckrCode(e) === CKR.OPERATION_ACTIVE) continue;
+        throw this.translate(e, d, entry.req.displayName);
+      }
+    }
+  }
+
+  private translate(err: unknown, d: ReturnType<typeof disposition>, what: string): KmsError {
+    if (err instanceof KmsError) return err;
+    const code = ckrCode(err);
+    if (d === 'data') return new InvalidCiphertextException();
+    const ckr = code === undefined ? String(err) : ckrName(code);
+    if (d === 'bug') {
+      this.opts.log.error({ ckr, key: what }, 'PKCS#11 call rejected by the token');
+      return new KMSInternalException();
+    }
+    this.opts.log.warn({ ckr, key: what, disposition: d }, 'key unavailable on the token');
+    return new KeyUnavailableException(`${what} is unavailable.`);
+  }
+}

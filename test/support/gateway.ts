@@ -1,0 +1,165 @@
+/**
+ * Test support: a real gateway process (`node dist/src/main.js`, as `make
+ * run` starts it) on its own throwaway SoftHSM2 token, listening on a free
+ * port, plus clients configured the way the README's quickstart is.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { KMSClient } from '@aws-sdk/client-kms';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..', '..');
+export const REGION = 'us-east-1';
+export const ACCOUNT = '111122223333';
+export const DEMO_ACCESS_KEY_ID = 'AKIAIOSFODNN7EXAMPLE';
+export const DEMO_SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+export const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
+
+export interface TokenDir {
+  dir: string;
+  conf: string;
+  pinFile: string;
+  label: string;
+}
+
+/** A fresh SoftHSM2 token made by the same script `make run` uses. */
+export function makeToken(label = 'kmsgw-it'): TokenDir {
+  const base = process.env['KMSGW_TEST_TMP'] ?? tmpdir();
+  const dir = join(mkdtempSync(join(base, 'gw-')), 'hsm');
+  execFileSync(join(ROOT, 'scripts', 'softhsm-init.sh'), [dir, label], { stdio: 'ignore' });
+  return { dir, conf: join(dir, 'softhsm2.conf'), pinFile: join(dir, 'pin'), label };
+}
+
+export function keyArn(keyId: string): string {
+  return `arn:aws:kms:${REGION}:${ACCOUNT}:key/${keyId}`;
+}
+
+export interface GatewayProcess {
+  url: string;
+  port: number;
+  token: TokenDir;
+  child: ChildProcess;
+  /** Everything the process wrote to stderr so far (its JSON log). */
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** The config object, written to a file and passed as KMSGW_CONFIG; `${KMSGW_DATA_DIR}` is the token dir. */
+  config?: unknown;
+  token?: TokenDir;
+  env?: Record<string, string>;
+}
+
+/** The embedded default's config with the token dir of a test. */
+export function defaultConfig(): Record<string, unknown> {
+  return JSON.parse(readFileSync(join(ROOT, 'config', 'default.json'), 'utf8')) as Record<string, unknown>;
+}
+
+export async function startGateway(opts: StartOptions = {}): Promise<GatewayProcess> {
+  const token = opts.token ?? makeToken('kmsgw-dev');
+  const configPath = join(token.dir, '..', 'config.json');
+  const config = (opts.config ?? defaultConfig()) as Record<string, unknown>;
+  writeFileSync(configPath, JSON.stringify(config, null, 2));
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'main.js')], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      SOFTHSM2_CONF: token.conf,
+      KMSGW_DATA_DIR: token.dir,
+      KMSGW_CONFIG: configPath,
+      KMSGW_PORT: '0',
+      ...opts.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const port = await new Promise<number>((resolvePort, reject) => {
+    const onData = (d: Buffer) => {
+      stderr += d.toString();
+      const m = /"port":(\d+)[^\n]*kms-hsm-gateway listening/.exec(stderr);
+      if (m) {
+        child.stderr?.off('data', onData);
+        child.stderr?.on('data', (more: Buffer) => (stderr += more.toString()));
+        resolvePort(Number(m[1]));
+      }
+    };
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`gateway exited with ${code} before listening:\n${stderr}`)));
+  });
+  child.removeAllListeners('exit');
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    token,
+    child,
+    logs: () => stderr,
+    stop: () =>
+      new Promise<void>((done) => {
+        if (child.exitCode !== null) return done();
+        child.once('exit', () => done());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** Runs the gateway expecting start-up to fail; resolves with its exit code and stderr. */
+export function startExpectingFailure(opts: StartOptions): Promise<{ code: number | null; stderr: string }> {
+  const token = opts.token ?? makeToken('kmsgw-dev');
+  const configPath = join(token.dir, '..', 'config.json');
+  writeFileSync(configPath, typeof opts.config === 'string' ? opts.config : JSON.stringify(opts.config));
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'main.js')], {
+    cwd: ROOT,
+    env: { PATH: process.env['PATH'] ?? '', SOFTHSM2_CONF: token.conf, KMSGW_DATA_DIR: token.dir, KMSGW_CONFIG: configPath, KMSGW_PORT: '0', ...opts.env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((done) => child.once('exit', (code) => done({ code, stderr })));
+}
+
+/** @aws-sdk/client-kms pointed at the gateway, with the README's demo credentials and no retries. */
+export function kmsClient(url: string): KMSClient {
+  return new KMSClient({
+    endpoint: url,
+    region: REGION,
+    credentials: { accessKeyId: DEMO_ACCESS_KEY_ID, secretAccessKey: DEMO_SECRET },
+    maxAttempts: 1,
+  });
+}
+
+/** The AWS CLI's environment for the README's quickstart. */
+export function awsCliEnv(): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: DEMO_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY: DEMO_SECRET,
+    AWS_DEFAULT_REGION: REGION,
+    AWS_PAGER: '',
+    AWS_CONFIG_FILE: '/dev/null',
+    AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+  };
+}
+
+/** Sends a raw request (for framing tests that the SDK would never send). */
+export async function rawRequest(
+  url: string,
+  init: { method?: string; target?: string; body?: string; headers?: Record<string, string>; signed?: boolean },
+): Promise<{ status: number; headers: Headers; body: Record<string, unknown> | undefined; text: string }> {
+  const headers: Record<string, string> = { 'content-type': 'application/x-amz-json-1.1', ...init.headers };
+  if (init.target !== undefined) headers['x-amz-target'] = init.target;
+  if (init.signed !== false && headers['authorization'] === undefined)
+    headers['authorization'] = `AWS4-HMAC-SHA256 Credential=${DEMO_ACCESS_KEY_ID}/20260101/${REGION}/kms/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=${'0'.repeat(64)}`;
+  const method = init.method ?? 'POST';
+  const res = await fetch(url, { method, headers, body: method === 'GET' || method === 'HEAD' ? undefined : (init.body ?? '{}') });
+  const text = await res.text();
+  let body: Record<string, unknown> | undefined;
+  try {
+    body = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    body = undefined;
+  }
+  return { status: res.status, headers: res.headers, body, text };
+}
