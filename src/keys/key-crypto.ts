@@ -75,14 +75,17 @@ export function rsaDecrypt(hsm: Hsm, key: KmsKey, algorithm: RsaAlgorithm, ciphe
 /**
  * The key a symmetric blob names. With `expected` (the request's KeyId), a
  * blob of another key is IncorrectKeyException; an unparsable blob or one
- * naming a key this gateway does not know is InvalidCiphertextException.
+ * naming a key this gateway does not know, or an asymmetric key, is
+ * InvalidCiphertextException.
  */
 export function blobKey(keys: KeyStore, blob: Buffer, expected: KmsKey | undefined): KmsKey {
   const parsed = parseBlob(blob);
   if (parsed === undefined) throw new InvalidCiphertextException();
   if (expected !== undefined && parsed.keyId !== expected.keyId) throw new IncorrectKeyException();
   const key = keys.findById(parsed.keyId);
-  if (key === undefined) throw new InvalidCiphertextException();
+  // A symmetric blob naming an RSA key is forged or corrupt: it must not reach
+  // the token as an AES operation on RSA material (a retryable KeyUnavailable).
+  if (key === undefined || key.keySpec !== 'SYMMETRIC_DEFAULT') throw new InvalidCiphertextException();
   return key;
 }
 

@@ -61,8 +61,27 @@ export const awsBoolean = () => z.boolean({ error: typeError });
 export const grantTokens = () =>
   z.array(awsString(1, 8192), { error: typeError }).max(10, { error: maxLen(10) });
 
+/**
+ * A string-to-string map. Not z.record: zod strips a `__proto__` key from
+ * records (prototype-pollution guard) without an issue, which would drop
+ * that pair from the context bound to the ciphertext. JSON.parse makes
+ * `__proto__` an ordinary own key, and KMS treats it as any other key, so
+ * every pair is copied as an own data property.
+ */
 export const encryptionContext = () =>
-  z.record(z.string({ error: typeError }), z.string({ error: typeError }), { error: typeError });
+  z
+    .custom<Record<string, unknown>>((v) => v !== null && typeof v === 'object' && !Array.isArray(v), { error: typeError })
+    .transform((input, ctx): Record<string, string> => {
+      const out: Record<string, string> = {};
+      for (const [k, v] of Object.entries(input)) {
+        if (typeof v !== 'string') {
+          ctx.addIssue({ code: 'custom', message: typeError({ input: v }), path: [k], input: v });
+          continue;
+        }
+        Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+      }
+      return out;
+    });
 
 export const ENCRYPTION_ALGORITHMS = ['SYMMETRIC_DEFAULT', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256', 'SM2PKE'] as const;
 export type EncryptionAlgorithm = (typeof ENCRYPTION_ALGORITHMS)[number];

@@ -132,8 +132,10 @@ export function kmsClient(url: string): KMSClient {
 
 /** The AWS CLI's environment for the README's quickstart. */
 export function awsCliEnv(): NodeJS.ProcessEnv {
+  // Nothing from the caller's own AWS set-up (profile, session token, endpoint) may leak in.
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_')));
   return {
-    ...process.env,
+    ...inherited,
     AWS_ACCESS_KEY_ID: DEMO_ACCESS_KEY_ID,
     AWS_SECRET_ACCESS_KEY: DEMO_SECRET,
     AWS_DEFAULT_REGION: REGION,
