@@ -3,7 +3,7 @@
 #
 #   KMSGW_DATA_DIR  data directory (default <repo>/.data); exported absolute.
 #   KMSGW_CONFIG    unset: embedded SoftHSM2 dev default -- a 'kmsgw-dev' token
-#                   is set up under $KMSGW_DATA_DIR (scripts/softhsm-init.sh),
+#                   is set up under $KMSGW_DATA_DIR (softhsm/init-token.sh),
 #                   SOFTHSM2_CONF points at it, config/default.json is used.
 #                   set: the operator's config (own module/token); SoftHSM is
 #                   not touched.
@@ -24,8 +24,8 @@ DATA_DIR=$(abspath "${KMSGW_DATA_DIR:-$ROOT/.data}")
 export KMSGW_DATA_DIR="$DATA_DIR"
 
 if [[ -z "${KMSGW_CONFIG:-}" ]]; then
-  "$ROOT/scripts/softhsm-init.sh" "$DATA_DIR" kmsgw-dev
-  # softhsm-init.sh may have created it; now it can be canonicalised.
+  "$ROOT/softhsm/init-token.sh" "$DATA_DIR" kmsgw-dev
+  # init-token.sh may have created it; now it can be canonicalised.
   KMSGW_DATA_DIR=$(cd -- "$DATA_DIR" && pwd -P)
   export KMSGW_DATA_DIR
   export SOFTHSM2_CONF="$KMSGW_DATA_DIR/softhsm2.conf"

@@ -9,7 +9,7 @@
 #   KMSGW_TEST_PIN_FILE     $TMP/hsm/pin
 #   KMSGW_TEST_TOKEN_LABEL  kmsgw-test
 #   KMSGW_TEST_TMP          $TMP (scratch; integration tests create per-gateway
-#                           token dirs under it with scripts/softhsm-init.sh)
+#                           token dirs under it with softhsm/init-token.sh)
 # $TMP is removed on exit. Exits with mocha's status.
 set -euo pipefail
 
@@ -27,7 +27,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-"$ROOT/scripts/softhsm-init.sh" "$TMP/hsm" kmsgw-test
+"$ROOT/softhsm/init-token.sh" "$TMP/hsm" kmsgw-test
 
 export SOFTHSM2_CONF="$TMP/hsm/softhsm2.conf"
 export KMSGW_TEST_PIN_FILE="$TMP/hsm/pin"

@@ -27,7 +27,7 @@ export interface TokenDir {
 export function makeToken(label = 'kmsgw-it'): TokenDir {
   const base = process.env['KMSGW_TEST_TMP'] ?? tmpdir();
   const dir = join(mkdtempSync(join(base, 'gw-')), 'hsm');
-  execFileSync(join(ROOT, 'scripts', 'softhsm-init.sh'), [dir, label], { stdio: 'ignore' });
+  execFileSync(join(ROOT, 'softhsm', 'init-token.sh'), [dir, label], { stdio: 'ignore' });
   return { dir, conf: join(dir, 'softhsm2.conf'), pinFile: join(dir, 'pin'), label };
 }
 
