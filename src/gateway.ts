@@ -34,6 +34,13 @@ export async function startGateway(config: Config, log: Logger, env: NodeJS.Proc
     await keys.init(config, log);
     const app = createApp({ keys, hsm, log });
     const server = createServer(app);
+    // While stopping, answers in flight close their connection behind them.
+    let closing = false;
+    server.on('request', (req, res) => {
+      res.once('finish', () => {
+        if (closing) req.socket.end();
+      });
+    });
     // Slow clients do not hold sockets forever.
     server.requestTimeout = 30_000;
     server.headersTimeout = 10_000;
@@ -51,9 +58,13 @@ export async function startGateway(config: Config, log: Logger, env: NodeJS.Proc
       hsm,
       keys,
       async close() {
+        // Stop accepting, let requests in flight finish (idle keep-alive
+        // sockets are closed now, busy ones after a grace period).
+        closing = true;
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
-          server.closeAllConnections();
+          server.closeIdleConnections();
+          setTimeout(() => server.closeAllConnections(), 5_000).unref();
         });
         await hsm.close();
       },

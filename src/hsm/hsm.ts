@@ -61,6 +61,7 @@ export interface Hsm {
   rsaPublicKey(name: string): Promise<RsaPublicKeyInfo>;
   /** What the token can do, for logs and the README. */
   describe(): HsmDescription;
+  /** Lets calls in flight finish, then releases the token. */
   close(): Promise<void>;
 }
 

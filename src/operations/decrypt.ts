@@ -17,6 +17,13 @@ import {
 import { defineOperation } from './operation.js';
 import { awsBlob, awsBoolean, awsString, encryptionAlgorithm, encryptionContext, grantTokens } from './schema.js';
 
+/** The plaintext as the response carries it; the buffer is wiped (the string cannot be). */
+function takeBase64(plaintext: Buffer): string {
+  const out = plaintext.toString('base64');
+  plaintext.fill(0);
+  return out;
+}
+
 export const decrypt = defineOperation(
   z.object({
     CiphertextBlob: awsBlob(1, 6144),
@@ -37,7 +44,7 @@ export const decrypt = defineOperation(
       keys.assertUsable(key);
       if (req.DryRun === true) throw new DryRunOperationException();
       const plaintext = await decryptSymmetric(hsm, key, req.CiphertextBlob, req.EncryptionContext);
-      return { KeyId: key.arn, Plaintext: plaintext.toString('base64'), EncryptionAlgorithm: algorithm };
+      return { KeyId: key.arn, Plaintext: takeBase64(plaintext), EncryptionAlgorithm: algorithm };
     }
 
     // Asymmetric: the ciphertext is raw OAEP output and does not name its key.
@@ -48,6 +55,6 @@ export const decrypt = defineOperation(
     assertNoContextForAsymmetric(req.EncryptionContext);
     if (req.DryRun === true) throw new DryRunOperationException();
     const plaintext = await rsaDecrypt(hsm, requested, algorithm, req.CiphertextBlob);
-    return { KeyId: requested.arn, Plaintext: plaintext.toString('base64'), EncryptionAlgorithm: algorithm };
+    return { KeyId: requested.arn, Plaintext: takeBase64(plaintext), EncryptionAlgorithm: algorithm };
   },
 );

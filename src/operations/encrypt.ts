@@ -36,9 +36,14 @@ export const encrypt = defineOperation(
       assertRsaPlaintextFits(key, algorithm, req.Plaintext);
     }
     if (req.DryRun === true) throw new DryRunOperationException();
-    const blob = isRsaAlgorithm(algorithm)
-      ? await rsaEncrypt(hsm, key, algorithm, req.Plaintext)
-      : await encryptSymmetric(hsm, key, req.Plaintext, req.EncryptionContext);
+    let blob: Buffer;
+    try {
+      blob = isRsaAlgorithm(algorithm)
+        ? await rsaEncrypt(hsm, key, algorithm, req.Plaintext)
+        : await encryptSymmetric(hsm, key, req.Plaintext, req.EncryptionContext);
+    } finally {
+      req.Plaintext.fill(0);
+    }
     return { CiphertextBlob: blob.toString('base64'), KeyId: key.arn, EncryptionAlgorithm: algorithm };
   },
 );

@@ -196,7 +196,22 @@ export class Pkcs11Hsm implements Hsm {
     };
   }
 
-  async close(): Promise<void> {
+  /**
+   * Waits (up to `graceMs`) for operations in flight to return from the token,
+   * then closes the sessions and finalises. C_Finalize under a running async
+   * call would pull the library from under a thread-pool worker; if calls are
+   * still running after the grace period, the library is left initialised
+   * and the process exit cleans up.
+   */
+  async close(graceMs = 10_000): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (this.pool !== undefined && this.pool.stats.inUse > 0) {
+      if (Date.now() > deadline) {
+        this.opts.log.warn({ inUse: this.pool.stats.inUse }, 'closing with token calls still running; not finalising');
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
     try {
       this.pool?.drain();
       if (this.loginSession !== undefined) this.lib.C_CloseSession(this.loginSession);
