@@ -9,7 +9,7 @@ import { createApp } from './app.js';
 import { readPin, type Config } from './config/config.js';
 import type { Hsm } from './hsm/hsm.js';
 import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm.js';
-import { KeyStore } from './keys/key-store.js';
+import { KeyStore, type Clock } from './keys/key-store.js';
 import type { Logger } from './log.js';
 
 export interface RunningGateway {
@@ -21,7 +21,14 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-export async function startGateway(config: Config, log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
+export interface GatewayOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Only tests shorten days (see main.ts). */
+  clock?: Clock;
+}
+
+export async function startGateway(config: Config, log: Logger, opts: GatewayOptions = {}): Promise<RunningGateway> {
+  const env = opts.env ?? process.env;
   const hsm = await Pkcs11Hsm.open({
     module: config.hsm.module,
     token: config.hsm.token,
@@ -30,8 +37,9 @@ export async function startGateway(config: Config, log: Logger, env: NodeJS.Proc
     log,
   });
   try {
-    const keys = new KeyStore(config, hsm);
-    await keys.init(config, log);
+    const keys = new KeyStore(config, hsm, { clock: opts.clock, refreshMs: config.state.refreshMs, log });
+    await keys.init(config);
+    keys.start();
     const app = createApp({ keys, hsm, log });
     const server = createServer(app);
     // While stopping, answers in flight close their connection behind them.
@@ -66,6 +74,7 @@ export async function startGateway(config: Config, log: Logger, env: NodeJS.Proc
           server.closeIdleConnections();
           setTimeout(() => server.closeAllConnections(), 5_000).unref();
         });
+        await keys.stop();
         await hsm.close();
       },
     };

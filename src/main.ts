@@ -8,7 +8,22 @@
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig } from './config/config.js';
 import { startGateway } from './gateway.js';
-import { createLogger } from './log.js';
+import { createLogger, type Logger } from './log.js';
+import type { Clock } from './keys/key-store.js';
+
+/**
+ * Deletion windows (7..30 days) and rotation periods are days. Tests shorten
+ * a day through KMSGW_TEST_ONLY_SECONDS_PER_DAY; no config file can, and the
+ * gateway says so loudly at start, so production cannot reach it by accident.
+ */
+function testClock(env: NodeJS.ProcessEnv, log: Logger): Clock | undefined {
+  const raw = env['KMSGW_TEST_ONLY_SECONDS_PER_DAY'];
+  if (raw === undefined || raw === '') return undefined;
+  const seconds = Number(raw);
+  if (!(seconds > 0)) throw new ConfigError(`KMSGW_TEST_ONLY_SECONDS_PER_DAY: must be a positive number, got '${raw}'`);
+  log.warn({ secondsPerDay: seconds }, 'TEST CLOCK: a day lasts only this many seconds; deletion windows and rotation periods are shortened. Never set this in production.');
+  return { now: () => Date.now(), dayMs: seconds * 1000 };
+}
 
 async function main(): Promise<void> {
   const log = createLogger();
@@ -18,7 +33,7 @@ async function main(): Promise<void> {
   let gateway;
   try {
     const config = loadConfig({ path, dataDir, port: env['KMSGW_PORT'] });
-    gateway = await startGateway(config, log, env);
+    gateway = await startGateway(config, log, { env, clock: testClock(env, log) });
     log.info({ url: gateway.url, port: gateway.port, keys: gateway.keys.size, hsm: gateway.hsm.describe() }, 'kms-hsm-gateway listening');
   } catch (e) {
     if (e instanceof ConfigError) {

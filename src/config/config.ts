@@ -77,6 +77,11 @@ const configSchema = z
       })
       .strict(),
     keys: z.array(keyEntry).default([]),
+    /** Key state lives on the token; each gateway re-reads it this often, so other instances' changes show within it. */
+    state: z
+      .object({ refreshMs: z.number().int().min(100).max(600_000).default(2000) })
+      .strict()
+      .default({ refreshMs: 2000 }),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -89,6 +89,7 @@ export function blobKey(keys: KeyStore, blob: Buffer, expected: KmsKey | undefin
   return key;
 }
 
+/** Decrypts with the material version the blob names (older versions stay after a rotation). */
 export async function decryptSymmetric(
   hsm: Hsm,
   key: KmsKey,
@@ -96,8 +97,8 @@ export async function decryptSymmetric(
   context: EncryptionContext | undefined,
 ): Promise<Buffer> {
   const parsed = parseBlob(blob);
-  // Only the key's current material exists until rotation lands.
-  if (parsed === undefined || parsed.materialVersion !== key.currentMaterial.version) throw new InvalidCiphertextException();
+  if (parsed === undefined || !key.materials.some((m) => m.version === parsed.materialVersion))
+    throw new InvalidCiphertextException();
   return hsm.aesGcmDecrypt(
     materialName(key.keyId, parsed.materialVersion),
     parsed.iv,

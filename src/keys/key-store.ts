@@ -1,9 +1,18 @@
 /**
- * The KMS keys the gateway serves, resolved from any of the four KeyId forms
- * (key id, key ARN, alias name, alias ARN), with their state and usage
- * checks. In this slice every key comes from the config file's key table;
- * the token holds the material.
+ * The KMS keys and aliases the gateway serves. All of their state lives on
+ * the HSM as records (records.ts, state-store.ts); this class keeps an
+ * in-memory index of it, so the request path never scans the token:
+ * - resolution of the four KeyId forms with AWS's NotFoundException texts;
+ * - state and usage checks;
+ * - state changes (create, enable/disable, deletion, tags, aliases,
+ *   rotation), each written to the token before the index changes;
+ * - a periodic refresh (default every 2 s) that picks up other gateway
+ *   instances' changes on the same token, destroys keys whose deletion
+ *   window has passed and rotates keys whose rotation date has come.
+ * Keys of the config file's key table are seeded onto the token on the first
+ * start that sees them; from then on the token's record is the truth.
  */
+import { randomUUID } from 'node:crypto';
 import type { Config, KeyConfig, KeySpec } from '../config/config.js';
 import {
   DisabledException,
@@ -12,8 +21,10 @@ import {
   NotFoundException,
 } from '../errors.js';
 import type { Hsm } from '../hsm/hsm.js';
+import type { AliasRecord, KeyRecord, KeyState, MaterialRecord, RotationType, Tag } from './records.js';
+import { StateStore, type Snapshot, type Stored } from './state-store.js';
 
-export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion';
+export type { KeyState } from './records.js';
 
 export interface KmsKey {
   keyId: string;
@@ -24,74 +35,240 @@ export interface KmsKey {
   aliases: string[];
   state: KeyState;
   creationDate: Date;
+  deletionDate?: Date | undefined;
+  pendingWindowInDays?: number | undefined;
+  tags: Tag[];
+  rotation: KeyRecord['rotation'];
+  materials: MaterialRecord[];
   /** The HSM's name for the material new ciphertexts use. */
   currentMaterial: { version: number; name: string };
-  /** false when the material was not found on the token at start. */
+  /** false when the current material is not on the token. */
   materialPresent: boolean;
+  source: KeyRecord['source'];
+}
+
+export interface AliasEntry {
+  aliasName: string;
+  aliasArn: string;
+  targetKeyId: string;
+  creationDate: Date;
+  lastUpdatedDate: Date;
 }
 
 export interface KeyStoreLogger {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
+  error?(obj: object, msg: string): void;
+}
+
+/** Time, injectable so tests can make a day short. */
+export interface Clock {
+  now(): number;
+  /** Length of a "day" for deletion windows and rotation periods, in ms. */
+  dayMs: number;
+}
+
+export const realClock: Clock = { now: () => Date.now(), dayMs: 24 * 60 * 60 * 1000 };
+
+export interface KeyStoreOptions {
+  clock?: Clock;
+  /** How often to re-read the token's records (ms); other instances' changes are seen within this. */
+  refreshMs?: number;
+  log?: KeyStoreLogger;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const quiet: KeyStoreLogger = { info() {}, warn() {} };
 
 export function materialName(keyId: string, version: number): string {
   return `${keyId}#${version}`;
 }
 
+/** The token label of material the gateway generates for a key. */
+function generatedLabel(keyId: string, version: number): string {
+  return `kmsgw-${keyId}-v${version}`;
+}
+
 export class KeyStore {
-  private readonly byId = new Map<string, KmsKey>();
-  private readonly byAlias = new Map<string, KmsKey>();
+  private byId = new Map<string, KmsKey>();
+  private aliasIndex = new Map<string, AliasEntry>();
+  private snapshot: Snapshot = { keys: new Map(), aliases: new Map() };
+  /** Material names prepared on the HSM, and whether the token had them. */
+  private readonly prepared = new Map<string, boolean>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly state: StateStore;
+  private timer: NodeJS.Timeout | undefined;
+  private refreshing: Promise<void> | undefined;
   readonly region: string;
   readonly accountId: string;
+  readonly clock: Clock;
+  readonly refreshMs: number;
+  private log: KeyStoreLogger;
 
   constructor(
-    config: Pick<Config, 'region' | 'accountId' | 'keys'>,
+    config: Pick<Config, 'region' | 'accountId'>,
     private readonly hsm: Hsm,
+    opts: KeyStoreOptions = {},
   ) {
     this.region = config.region;
     this.accountId = config.accountId;
-    for (const k of config.keys) {
-      const key = this.fromConfig(k);
-      this.byId.set(key.keyId, key);
-      for (const a of key.aliases) this.byAlias.set(a, key);
-    }
+    this.clock = opts.clock ?? realClock;
+    this.refreshMs = opts.refreshMs ?? 2000;
+    this.log = opts.log ?? quiet;
+    this.state = new StateStore(hsm, { warn: (o, m) => this.log.warn(o, m) });
   }
 
-  private fromConfig(k: KeyConfig): KmsKey {
-    return {
+  // ---- start-up, refresh, background work ------------------------------
+
+  /** Loads the token's state and seeds the config file's keys that are not on it yet. */
+  async init(config: Pick<Config, 'keys'>, log?: KeyStoreLogger): Promise<void> {
+    if (log !== undefined) this.log = log;
+    this.snapshot = await this.state.load();
+    for (const k of config.keys) if (!this.snapshot.keys.has(k.keyId)) await this.seed(k);
+    await this.rebuild();
+  }
+
+  private async seed(k: KeyConfig): Promise<void> {
+    const ref = { label: k.pkcs11.label, id: k.pkcs11.id };
+    const result = await this.hsm.prepareKey({
+      name: materialName(k.keyId, 0),
+      displayName: this.keyArn(k.keyId),
+      keySpec: k.keySpec,
+      createIfMissing: k.createIfMissing,
+      ref: { label: ref.label, id: ref.id === undefined ? undefined : Buffer.from(ref.id, 'hex') },
+    });
+    this.prepared.set(materialName(k.keyId, 0), result.state === 'ready');
+    if (result.state === 'ready' && result.created)
+      this.log.info({ key: this.keyArn(k.keyId), aliases: k.aliases }, 'created key on the token');
+    const now = new Date(this.clock.now()).toISOString();
+    const record: KeyRecord = {
       keyId: k.keyId,
-      arn: this.keyArn(k.keyId),
       keySpec: k.keySpec,
       keyUsage: k.keyUsage,
       description: k.description,
-      aliases: [...k.aliases],
-      state: k.enabled ? 'Enabled' : 'Disabled',
-      creationDate: new Date(),
-      currentMaterial: { version: 0, name: materialName(k.keyId, 0) },
-      materialPresent: false,
+      creationDate: now,
+      keyState: k.enabled ? 'Enabled' : 'Disabled',
+      tags: [],
+      rotation: { enabled: false, periodDays: 365 },
+      materials: [{ version: 0, ...ref, createdAt: now }],
+      currentVersion: 0,
+      source: 'config',
+    };
+    this.snapshot.keys.set(k.keyId, await this.state.write('key', k.keyId, record));
+    for (const alias of k.aliases) {
+      if (this.snapshot.aliases.has(alias)) continue;
+      const a: AliasRecord = { aliasName: alias, targetKeyId: k.keyId, creationDate: now, lastUpdatedDate: now };
+      this.snapshot.aliases.set(alias, await this.state.write('alias', alias, a));
+    }
+  }
+
+  /** Starts the periodic refresh, deletion and rotation work. */
+  start(): void {
+    if (this.timer !== undefined) return;
+    this.timer = setInterval(() => void this.tick(), this.refreshMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.refreshing;
+  }
+
+  /** One round of background work; never throws (an HSM fault is logged and retried next round). */
+  async tick(): Promise<void> {
+    if (this.refreshing !== undefined) return this.refreshing;
+    this.refreshing = (async () => {
+      try {
+        await this.refresh();
+        await this.destroyDueKeys();
+        await this.rotateDueKeys();
+      } catch (e) {
+        this.log.warn({ err: (e as Error).name, message: (e as Error).message }, 'background state refresh failed');
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  /** Re-reads the token's records (other instances' changes) and rebuilds the index. */
+  async refresh(): Promise<void> {
+    await this.exclusive('*', async () => {
+      this.snapshot = await this.state.load();
+      await this.rebuild();
+    });
+  }
+
+  /** Builds the index from the snapshot, preparing material not prepared yet. */
+  private async rebuild(): Promise<void> {
+    const byId = new Map<string, KmsKey>();
+    const aliases = new Map<string, AliasEntry>();
+    for (const [name, s] of this.snapshot.aliases) {
+      if (!this.snapshot.keys.has(s.value.targetKeyId)) continue;
+      aliases.set(name, {
+        aliasName: name,
+        aliasArn: this.aliasArn(name),
+        targetKeyId: s.value.targetKeyId,
+        creationDate: new Date(s.value.creationDate),
+        lastUpdatedDate: new Date(s.value.lastUpdatedDate),
+      });
+    }
+    for (const [keyId, s] of this.snapshot.keys) {
+      const r = s.value;
+      for (const m of r.materials) await this.prepareMaterial(r, m);
+      byId.set(keyId, this.toKey(r, []));
+    }
+    for (const a of aliases.values()) byId.get(a.targetKeyId)?.aliases.push(a.aliasName);
+    for (const k of byId.values()) k.aliases.sort();
+    this.byId = byId;
+    this.aliasIndex = aliases;
+  }
+
+  /** Finds a material version's token objects once (and again while they are missing). */
+  private async prepareMaterial(r: KeyRecord, m: MaterialRecord): Promise<void> {
+    const name = materialName(r.keyId, m.version);
+    if (this.prepared.get(name) === true) return;
+    try {
+      const result = await this.hsm.prepareKey({
+        name,
+        displayName: this.keyArn(r.keyId),
+        keySpec: r.keySpec,
+        createIfMissing: false,
+        ref: { label: m.label, id: m.id === undefined ? undefined : Buffer.from(m.id, 'hex') },
+      });
+      this.prepared.set(name, result.state === 'ready');
+      if (result.state === 'missing')
+        this.log.warn({ key: this.keyArn(r.keyId), version: m.version }, 'key material not found on the token: the key answers KeyUnavailableException');
+    } catch (e) {
+      this.prepared.set(name, false);
+      this.log.warn({ key: this.keyArn(r.keyId), err: (e as Error).message }, 'key material could not be prepared');
+    }
+  }
+
+  private toKey(r: KeyRecord, aliases: string[]): KmsKey {
+    const current = materialName(r.keyId, r.currentVersion);
+    return {
+      keyId: r.keyId,
+      arn: this.keyArn(r.keyId),
+      keySpec: r.keySpec,
+      keyUsage: r.keyUsage,
+      description: r.description,
+      aliases,
+      state: r.keyState,
+      creationDate: new Date(r.creationDate),
+      deletionDate: r.deletionDate === undefined ? undefined : new Date(r.deletionDate),
+      pendingWindowInDays: r.pendingWindowInDays,
+      tags: r.tags,
+      rotation: r.rotation,
+      materials: r.materials,
+      currentMaterial: { version: r.currentVersion, name: current },
+      materialPresent: this.prepared.get(current) === true,
+      source: r.source,
     };
   }
 
-  /** Finds (or creates, where the key table says so) every key's material on the token. */
-  async init(config: Pick<Config, 'keys'>, log: KeyStoreLogger): Promise<void> {
-    for (const k of config.keys) {
-      const key = this.byId.get(k.keyId) as KmsKey;
-      const result = await this.hsm.prepareKey({
-        name: key.currentMaterial.name,
-        displayName: key.arn,
-        keySpec: k.keySpec,
-        createIfMissing: k.createIfMissing,
-        ref: { label: k.pkcs11.label, id: k.pkcs11.id === undefined ? undefined : Buffer.from(k.pkcs11.id, 'hex') },
-      });
-      key.materialPresent = result.state === 'ready';
-      if (result.state === 'missing')
-        log.warn({ key: key.arn }, 'key material not found on the token: the key answers KeyUnavailableException');
-      else if (result.created) log.info({ key: key.arn, aliases: key.aliases }, 'created key on the token');
-    }
-  }
+  // ---- lookups (the request path: memory only) --------------------------
 
   keyArn(keyId: string): string {
     return `arn:aws:kms:${this.region}:${this.accountId}:key/${keyId}`;
@@ -103,6 +280,20 @@ export class KeyStore {
 
   get size(): number {
     return this.byId.size;
+  }
+
+  /** Every key, oldest first (ties by key id): a stable order for ListKeys markers. */
+  list(): KmsKey[] {
+    return [...this.byId.values()].sort((a, b) => a.creationDate.getTime() - b.creationDate.getTime() || a.keyId.localeCompare(b.keyId));
+  }
+
+  /** Every alias, by name. */
+  listAliases(): AliasEntry[] {
+    return [...this.aliasIndex.values()].sort((a, b) => a.aliasName.localeCompare(b.aliasName));
+  }
+
+  findAlias(name: string): AliasEntry | undefined {
+    return this.aliasIndex.get(name);
   }
 
   /**
@@ -121,6 +312,11 @@ export class KeyStore {
     return this.byId.get(keyId);
   }
 
+  /** The HSM name of a material version of the key, if the key has it. */
+  materialOf(key: KmsKey, version: number): string | undefined {
+    return key.materials.some((m) => m.version === version) ? materialName(key.keyId, version) : undefined;
+  }
+
   private resolveId(keyId: string): KmsKey {
     const key = this.byId.get(keyId);
     if (key === undefined) throw new NotFoundException(`Key '${this.keyArn(keyId)}' does not exist`);
@@ -128,13 +324,14 @@ export class KeyStore {
   }
 
   private resolveAlias(alias: string): KmsKey {
-    const key = this.byAlias.get(alias);
+    const a = this.aliasIndex.get(alias);
+    const key = a === undefined ? undefined : this.byId.get(a.targetKeyId);
     if (key === undefined) throw new NotFoundException(`Alias ${this.aliasArn(alias)} is not found.`);
     return key;
   }
 
   private resolveArn(arn: string): KmsKey {
-    // arn:<partition>:kms:<region>:<account>:<resource>; the resource may itself hold ':' only if malformed.
+    // arn:<partition>:kms:<region>:<account>:<resource>
     const parts = arn.split(':');
     if (parts.length !== 6 || parts[1] === '' || parts[2] !== 'kms') throw new NotFoundException(`Invalid arn ${arn}`);
     const [, , , region, account, resource] = parts as [string, string, string, string, string, string];
@@ -145,7 +342,8 @@ export class KeyStore {
       return this.resolveId(id);
     }
     if (resource.startsWith('alias/')) {
-      const key = account === this.accountId ? this.byAlias.get(resource) : undefined;
+      const a = account === this.accountId ? this.aliasIndex.get(resource) : undefined;
+      const key = a === undefined ? undefined : this.byId.get(a.targetKeyId);
       if (key === undefined) throw new NotFoundException(`Alias ${arn} is not found.`);
       return key;
     }
@@ -157,5 +355,186 @@ export class KeyStore {
     if (key.state === 'Disabled') throw new DisabledException(`${key.arn} is disabled.`);
     if (key.state === 'PendingDeletion') throw new KMSInvalidStateException(`${key.arn} is pending deletion.`);
     if (!key.materialPresent) throw new KeyUnavailableException(`${key.arn} is unavailable.`);
+  }
+
+  // ---- state changes -----------------------------------------------------
+
+  /** Runs fn alone among state changes of the same name ('*' = all of them, for refresh). */
+  private exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prior = [this.locks.get(name), name === '*' ? undefined : this.locks.get('*')].filter((p) => p !== undefined);
+    const run = Promise.allSettled(name === '*' ? [...this.locks.values()] : prior).then(fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(name, tail);
+    void tail.then(() => {
+      if (this.locks.get(name) === tail) this.locks.delete(name);
+    });
+    return run;
+  }
+
+  /** Generates a new key on the token and commits its record. */
+  async createKey(input: { keySpec: KeySpec; description: string; tags: Tag[] }): Promise<KmsKey> {
+    const keyId = randomUUID();
+    const label = generatedLabel(keyId, 0);
+    const name = materialName(keyId, 0);
+    // Material first, record last: a crash in between leaves an orphan object, never a key without material.
+    await this.hsm.prepareKey({ name, displayName: this.keyArn(keyId), keySpec: input.keySpec, createIfMissing: true, ref: { label } });
+    this.prepared.set(name, true);
+    const now = new Date(this.clock.now()).toISOString();
+    const record: KeyRecord = {
+      keyId,
+      keySpec: input.keySpec,
+      keyUsage: 'ENCRYPT_DECRYPT',
+      description: input.description,
+      creationDate: now,
+      keyState: 'Enabled',
+      tags: input.tags,
+      rotation: { enabled: false, periodDays: 365 },
+      materials: [{ version: 0, label, createdAt: now }],
+      currentVersion: 0,
+      source: 'api',
+    };
+    return this.exclusive(keyId, () => this.commitKey(record));
+  }
+
+  /**
+   * Changes a key's record: `change` gets a copy of the current record (read
+   * inside the per-key lock) and returns the new one.
+   */
+  updateKey(keyId: string, change: (r: KeyRecord) => KeyRecord | Promise<KeyRecord>): Promise<KmsKey> {
+    return this.exclusive(keyId, async () => {
+      const current = this.snapshot.keys.get(keyId);
+      if (current === undefined) throw new NotFoundException(`Key '${this.keyArn(keyId)}' does not exist`);
+      const next = await change(structuredClone(current.value));
+      return this.commitKey(next);
+    });
+  }
+
+  private async commitKey(record: KeyRecord): Promise<KmsKey> {
+    const stored = await this.state.write('key', record.keyId, record);
+    this.snapshot.keys.set(record.keyId, stored);
+    const key = this.toKey(record, this.byId.get(record.keyId)?.aliases ?? []);
+    this.byId.set(record.keyId, key);
+    return key;
+  }
+
+  /** Adds a new material version on the token and makes it current. */
+  rotate(keyId: string, type: RotationType): Promise<KmsKey> {
+    return this.updateKey(keyId, async (r) => {
+      const version = r.materials.reduce((v, m) => Math.max(v, m.version), 0) + 1;
+      const label = generatedLabel(keyId, version);
+      const name = materialName(keyId, version);
+      await this.hsm.prepareKey({ name, displayName: this.keyArn(keyId), keySpec: r.keySpec, createIfMissing: true, ref: { label } });
+      this.prepared.set(name, true);
+      const now = this.clock.now();
+      r.materials.push({ version, label, createdAt: new Date(now).toISOString(), rotationType: type });
+      r.currentVersion = version;
+      if (r.rotation.enabled) r.rotation.nextRotationDate = new Date(now + r.rotation.periodDays * this.clock.dayMs).toISOString();
+      return r;
+    });
+  }
+
+  createAlias(aliasName: string, targetKeyId: string, exists: () => Error): Promise<AliasEntry> {
+    return this.exclusive(`alias:${aliasName}`, async () => {
+      if (this.aliasIndex.has(aliasName)) throw exists();
+      const now = new Date(this.clock.now()).toISOString();
+      return this.commitAlias({ aliasName, targetKeyId, creationDate: now, lastUpdatedDate: now });
+    });
+  }
+
+  updateAlias(aliasName: string, targetKeyId: string, missing: () => Error): Promise<AliasEntry> {
+    return this.exclusive(`alias:${aliasName}`, async () => {
+      const current = this.snapshot.aliases.get(aliasName);
+      if (current === undefined || !this.aliasIndex.has(aliasName)) throw missing();
+      return this.commitAlias({ ...current.value, targetKeyId, lastUpdatedDate: new Date(this.clock.now()).toISOString() });
+    });
+  }
+
+  deleteAlias(aliasName: string, missing: () => Error): Promise<void> {
+    return this.exclusive(`alias:${aliasName}`, async () => {
+      const entry = this.aliasIndex.get(aliasName);
+      if (entry === undefined) throw missing();
+      await this.state.remove('alias', aliasName);
+      this.snapshot.aliases.delete(aliasName);
+      this.aliasIndex.delete(aliasName);
+      this.detachAlias(entry.targetKeyId, aliasName);
+    });
+  }
+
+  private async commitAlias(a: AliasRecord): Promise<AliasEntry> {
+    const stored: Stored<AliasRecord> = await this.state.write('alias', a.aliasName, a);
+    this.snapshot.aliases.set(a.aliasName, stored);
+    const prior = this.aliasIndex.get(a.aliasName);
+    if (prior !== undefined) this.detachAlias(prior.targetKeyId, a.aliasName);
+    const entry: AliasEntry = {
+      aliasName: a.aliasName,
+      aliasArn: this.aliasArn(a.aliasName),
+      targetKeyId: a.targetKeyId,
+      creationDate: new Date(a.creationDate),
+      lastUpdatedDate: new Date(a.lastUpdatedDate),
+    };
+    this.aliasIndex.set(a.aliasName, entry);
+    const key = this.byId.get(a.targetKeyId);
+    if (key !== undefined) this.byId.set(key.keyId, { ...key, aliases: [...key.aliases, a.aliasName].sort() });
+    return entry;
+  }
+
+  private detachAlias(keyId: string, aliasName: string): void {
+    const key = this.byId.get(keyId);
+    if (key !== undefined) this.byId.set(keyId, { ...key, aliases: key.aliases.filter((a) => a !== aliasName) });
+  }
+
+  // ---- deletion and automatic rotation ----------------------------------
+
+  /**
+   * Destroys keys whose deletion date has passed: their token objects first,
+   * then their aliases, then the key record (the commit point). A crash in
+   * between leaves the record, and the next round finishes the job.
+   */
+  async destroyDueKeys(): Promise<string[]> {
+    const now = this.clock.now();
+    const due = [...this.snapshot.keys.values()]
+      .map((s) => s.value)
+      .filter((r) => r.keyState === 'PendingDeletion' && r.deletionDate !== undefined && Date.parse(r.deletionDate) <= now);
+    const destroyed: string[] = [];
+    for (const r of due) {
+      await this.exclusive(r.keyId, async () => {
+        for (const m of r.materials) {
+          await this.prepareMaterial(r, m);
+          await this.hsm.destroyKey(materialName(r.keyId, m.version));
+          this.prepared.delete(materialName(r.keyId, m.version));
+        }
+        for (const [name, a] of [...this.snapshot.aliases])
+          if (a.value.targetKeyId === r.keyId) {
+            await this.state.remove('alias', name);
+            this.snapshot.aliases.delete(name);
+            this.aliasIndex.delete(name);
+          }
+        await this.state.remove('key', r.keyId);
+        this.snapshot.keys.delete(r.keyId);
+        this.byId.delete(r.keyId);
+        this.log.info({ key: this.keyArn(r.keyId) }, 'key deleted: its deletion window has passed');
+        destroyed.push(r.keyId);
+      });
+    }
+    return destroyed;
+  }
+
+  /** Rotates enabled keys whose automatic rotation date has come. */
+  async rotateDueKeys(): Promise<string[]> {
+    const now = this.clock.now();
+    const due = [...this.snapshot.keys.values()]
+      .map((s) => s.value)
+      .filter(
+        (r) =>
+          r.keyState === 'Enabled' &&
+          r.rotation.enabled &&
+          r.rotation.nextRotationDate !== undefined &&
+          Date.parse(r.rotation.nextRotationDate) <= now,
+      );
+    for (const r of due) {
+      await this.rotate(r.keyId, 'AUTOMATIC');
+      this.log.info({ key: this.keyArn(r.keyId) }, 'key rotated automatically');
+    }
+    return due.map((r) => r.keyId);
   }
 }

@@ -121,7 +121,7 @@ describe('the PKCS#11 HSM on a real SoftHSM2 token', function () {
 
   it('decrypts the golden blob with the golden key imported into the token', async () => {
     const g = GOLDEN[0];
-    const keys = new KeyStore({ region: 'us-east-1', accountId: '111122223333', keys: [keyConfig(goldenLabel, GOLDEN_KEY_ID, false)] }, hsm);
+    const keys = new KeyStore({ region: 'us-east-1', accountId: '111122223333' }, hsm);
     const cfg = { keys: [keyConfig(goldenLabel, GOLDEN_KEY_ID, false)] };
     await keys.init(cfg, quiet);
     const key = keys.resolve(GOLDEN_KEY_ID);

@@ -16,10 +16,11 @@
  *   token does raw RSA (CKM_RSA_X_509) and the gateway does EME-OAEP with a
  *   constant-time decoder; the private key stays on the token either way.
  */
-import { createPublicKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { KeyUnavailableException, KmsError, KMSInternalException, InvalidCiphertextException } from '../../errors.js';
-import type { Hsm, HsmDescription, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
+import type { RsaKeySpec } from '../../config/config.js';
+import type { Hsm, HsmDescription, HsmRecordRef, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
 import { oaepDecode, oaepEncode } from '../oaep.js';
 import { CKR, ckrCode, ckrName, disposition } from './ckr.js';
 import { SessionPool } from './session-pool.js';
@@ -427,6 +428,174 @@ export class Pkcs11Hsm implements Hsm {
     const modulusBytes = (keyObject.asymmetricKeyDetails?.modulusLength ?? n.length * 8) / 8;
     entry.publicInfo = { spki, modulusBytes, keyObject };
     return entry.publicInfo;
+  }
+
+  async generateDataKeyPair(keySpec: RsaKeySpec): Promise<{ privateKeyPkcs8: Buffer; publicKeySpki: Buffer }> {
+    const { lib } = this;
+    const parts = [
+      ['n', pkcs11js.CKA_MODULUS],
+      ['e', pkcs11js.CKA_PUBLIC_EXPONENT],
+      ['d', pkcs11js.CKA_PRIVATE_EXPONENT],
+      ['p', pkcs11js.CKA_PRIME_1],
+      ['q', pkcs11js.CKA_PRIME_2],
+      ['dp', pkcs11js.CKA_EXPONENT_1],
+      ['dq', pkcs11js.CKA_EXPONENT_2],
+      ['qi', pkcs11js.CKA_COEFFICIENT],
+    ] as const;
+    const values = await this.pool
+      .use(
+        async (s) => {
+          // Session objects: they vanish with the session even if we crash before destroying them.
+          const pair = await lib.C_GenerateKeyPairAsync(
+            s,
+            { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
+            [
+              { type: pkcs11js.CKA_TOKEN, value: false },
+              { type: pkcs11js.CKA_ENCRYPT, value: true },
+              { type: pkcs11js.CKA_MODULUS_BITS, value: RSA_BITS[keySpec] },
+              { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+            ],
+            [
+              { type: pkcs11js.CKA_TOKEN, value: false },
+              { type: pkcs11js.CKA_PRIVATE, value: true },
+              { type: pkcs11js.CKA_SENSITIVE, value: false },
+              { type: pkcs11js.CKA_EXTRACTABLE, value: true },
+              { type: pkcs11js.CKA_DECRYPT, value: true },
+            ],
+          );
+          try {
+            return lib.C_GetAttributeValue(s, pair.privateKey, parts.map(([, type]) => ({ type })));
+          } finally {
+            lib.C_DestroyObject(s, pair.privateKey);
+            lib.C_DestroyObject(s, pair.publicKey);
+          }
+        },
+        (e) => this.discards(e, false),
+      )
+      .catch((e) => {
+        throw this.translate(e, disposition(e, false), 'the HSM key pair generator');
+      });
+    const jwk: Record<string, string> = { kty: 'RSA' };
+    parts.forEach(([name], i) => {
+      const v = values[i]?.value as Buffer;
+      jwk[name] = v.toString('base64url');
+      v.fill(0);
+    });
+    const privateKey = createPrivateKey({ key: jwk, format: 'jwk' });
+    return {
+      privateKeyPkcs8: privateKey.export({ type: 'pkcs8', format: 'der' }),
+      publicKeySpki: createPublicKey(privateKey).export({ type: 'spki', format: 'der' }),
+    };
+  }
+
+  async destroyKey(name: string): Promise<void> {
+    const entry = this.keys.get(name);
+    if (entry === undefined) return;
+    const kinds: ObjectKind[] = entry.req.keySpec === 'SYMMETRIC_DEFAULT' ? ['secret'] : ['priv', 'pub'];
+    await this.pool
+      .use(
+        (s) => {
+          for (const kind of kinds) {
+            this.lib.C_FindObjectsInit(s, this.template(entry, kind));
+            let hits: Handle[];
+            try {
+              hits = this.lib.C_FindObjects(s, 16);
+            } finally {
+              this.lib.C_FindObjectsFinal(s);
+            }
+            for (const h of hits) this.lib.C_DestroyObject(s, h);
+          }
+        },
+        (e) => this.discards(e, false),
+      )
+      .catch((e) => {
+        throw this.translate(e, disposition(e, false), entry.req.displayName);
+      });
+    this.keys.delete(name);
+    this.opts.log.info({ key: entry.req.displayName }, 'destroyed key material on the token');
+  }
+
+  // ---- state records (CKO_DATA objects) -------------------------------
+
+  private static readonly APPLICATION = 'kms-hsm-gateway';
+
+  /** Runs a record operation; token faults become KeyUnavailableException naming the state store. */
+  private records<T>(fn: (s: Handle) => T | Promise<T>): Promise<T> {
+    return this.pool.use(fn, (e) => this.discards(e, false)).catch((e) => {
+      throw this.translate(e, disposition(e, false), 'The key state on the HSM');
+    });
+  }
+
+  listRecords(): Promise<HsmRecordRef[]> {
+    return this.records(async (s) => {
+      const { lib } = this;
+      lib.C_FindObjectsInit(s, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_APPLICATION, value: Pkcs11Hsm.APPLICATION },
+      ]);
+      const handles: Handle[] = [];
+      try {
+        for (;;) {
+          const batch = lib.C_FindObjects(s, 500);
+          handles.push(...batch);
+          if (batch.length < 500) break;
+        }
+      } finally {
+        lib.C_FindObjectsFinal(s);
+      }
+      const out: HsmRecordRef[] = [];
+      for (let i = 0; i < handles.length; i++) {
+        const h = handles[i] as Handle;
+        try {
+          const label = lib.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }])[0]?.value as Buffer;
+          out.push({ ref: h.toString('hex'), label: label.toString('utf8') });
+        } catch (e) {
+          // Deleted by another gateway between the find and the read.
+          if (disposition(e, false) !== 'handle') throw e;
+        }
+        // Let requests through while a large token is listed.
+        if (i % 200 === 199) await new Promise((r) => setImmediate(r));
+      }
+      return out;
+    });
+  }
+
+  readRecord(ref: string): Promise<Buffer | undefined> {
+    return this.records((s) => {
+      try {
+        return this.lib.C_GetAttributeValue(s, Buffer.from(ref, 'hex'), [{ type: pkcs11js.CKA_VALUE }])[0]?.value as Buffer;
+      } catch (e) {
+        if (disposition(e, false) === 'handle') return undefined;
+        throw e;
+      }
+    });
+  }
+
+  createRecord(label: string, value: Buffer): Promise<string> {
+    return this.records((s) =>
+      this.lib
+        .C_CreateObject(s, [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+          { type: pkcs11js.CKA_TOKEN, value: true },
+          { type: pkcs11js.CKA_PRIVATE, value: true },
+          { type: pkcs11js.CKA_MODIFIABLE, value: false },
+          { type: pkcs11js.CKA_APPLICATION, value: Pkcs11Hsm.APPLICATION },
+          { type: pkcs11js.CKA_LABEL, value: label },
+          { type: pkcs11js.CKA_VALUE, value },
+        ])
+        .toString('hex'),
+    );
+  }
+
+  deleteRecord(ref: string): Promise<void> {
+    return this.records((s) => {
+      try {
+        this.lib.C_DestroyObject(s, Buffer.from(ref, 'hex'));
+      } catch (e) {
+        if (disposition(e, false) !== 'handle') throw e;
+      }
+    });
   }
 
   // ---- plumbing -------------------------------------------------------

@@ -1,0 +1,117 @@
+/**
+ * Key and alias records on the token (see records.ts for the layout and the
+ * atomicity argument). The store remembers which records it has read, so a
+ * refresh lists the token's records (one C_FindObjects pass plus a label
+ * read each) but reads only the values it has not seen.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Hsm } from '../hsm/hsm.js';
+import { formatLabel, newer, parseLabel, type AliasRecord, type KeyRecord, type RecordKind, type RecordLabel } from './records.js';
+
+export interface Stored<T> {
+  ref: string;
+  label: RecordLabel;
+  value: T;
+}
+
+export interface Snapshot {
+  keys: Map<string, Stored<KeyRecord>>;
+  aliases: Map<string, Stored<AliasRecord>>;
+}
+
+export interface StateLogger {
+  warn(obj: object, msg: string): void;
+}
+
+export class StateStore {
+  /** Every record on the token as of the last load, by ref. */
+  private readonly known = new Map<string, Stored<unknown>>();
+  /** This process's writer id: breaks generation ties between gateways. */
+  readonly writer = randomBytes(4).toString('hex');
+
+  constructor(
+    private readonly hsm: Hsm,
+    private readonly log: StateLogger,
+  ) {}
+
+  /** Reads the token's records; returns the newest generation of each, and deletes superseded ones. */
+  async load(): Promise<Snapshot> {
+    const listed = await this.hsm.listRecords();
+    const seen = new Set<string>();
+    for (const { ref, label } of listed) {
+      const parsed = parseLabel(label);
+      if (parsed === undefined) continue;
+      seen.add(ref);
+      const prior = this.known.get(ref);
+      if (prior !== undefined && formatLabel(prior.label) === label) continue;
+      const raw = await this.hsm.readRecord(ref);
+      if (raw === undefined) {
+        seen.delete(ref);
+        continue;
+      }
+      try {
+        this.known.set(ref, { ref, label: parsed, value: JSON.parse(raw.toString('utf8')) as unknown });
+      } catch {
+        // A record cut short by a crash during C_CreateObject: it never committed.
+        this.log.warn({ label }, 'ignoring an unreadable state record');
+        seen.delete(ref);
+      }
+    }
+    for (const ref of [...this.known.keys()]) if (!seen.has(ref)) this.known.delete(ref);
+
+    const winners = new Map<string, Stored<unknown>>();
+    const losers: Stored<unknown>[] = [];
+    for (const s of this.known.values()) {
+      const id = `${s.label.kind}:${s.label.name}`;
+      const w = winners.get(id);
+      if (w === undefined) winners.set(id, s);
+      else if (newer(s.label, w.label)) {
+        losers.push(w);
+        winners.set(id, s);
+      } else losers.push(s);
+    }
+    for (const l of losers) await this.delete(l.ref);
+
+    const snapshot: Snapshot = { keys: new Map(), aliases: new Map() };
+    for (const s of winners.values()) {
+      if (s.label.kind === 'key') snapshot.keys.set(s.label.name, s as Stored<KeyRecord>);
+      else snapshot.aliases.set(s.label.name, s as Stored<AliasRecord>);
+    }
+    return snapshot;
+  }
+
+  /**
+   * Writes the next generation of a record: creating it is the commit point;
+   * the generations before it are deleted afterwards (a crash in between
+   * leaves them to the next load, which deletes them).
+   */
+  async write<T>(kind: RecordKind, name: string, value: T): Promise<Stored<T>> {
+    const older = [...this.known.values()].filter((s) => s.label.kind === kind && s.label.name === name);
+    const generation = older.reduce((g, s) => Math.max(g, s.label.generation + 1), 0);
+    const label: RecordLabel = { kind, generation, writer: this.writer, name };
+    const ref = await this.hsm.createRecord(formatLabel(label), Buffer.from(JSON.stringify(value), 'utf8'));
+    const stored: Stored<T> = { ref, label, value };
+    this.known.set(ref, stored);
+    for (const o of older) await this.delete(o.ref);
+    return stored;
+  }
+
+  /** Deletes every generation of a record. */
+  async remove(kind: RecordKind, name: string): Promise<void> {
+    for (const s of [...this.known.values()])
+      if (s.label.kind === kind && s.label.name === name) {
+        await this.hsm.deleteRecord(s.ref);
+        this.known.delete(s.ref);
+      }
+  }
+
+  private async delete(ref: string): Promise<void> {
+    this.known.delete(ref);
+    try {
+      await this.hsm.deleteRecord(ref);
+    } catch (e) {
+      // Left for a later load to delete; the newer generation already wins.
+      this.log.warn({ err: (e as Error).name }, 'could not delete a superseded state record');
+    }
+  }
+}
