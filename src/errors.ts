@@ -60,6 +60,12 @@ export class DryRunOperationException extends ClientFault {
   }
 }
 export class UnsupportedOperationException extends ClientFault {}
+export class AlreadyExistsException extends ClientFault {}
+export class InvalidAliasNameException extends ClientFault {}
+export class InvalidArnException extends ClientFault {}
+export class InvalidMarkerException extends ClientFault {}
+export class LimitExceededException extends ClientFault {}
+export class TagException extends ClientFault {}
 export class RequestEntityTooLargeException extends ClientFault {
   override readonly status = 413;
 }

@@ -9,4 +9,8 @@ import type { Operation } from './operation.js';
 export const operations: ReadonlyMap<string, Operation> = new Map<string, Operation>([
   ['Encrypt', encrypt as Operation],
   ['Decrypt', decrypt as Operation],
+  // -- data keys, randomness, re-encryption --
+  // -- key lifecycle, tags, public keys --
+  // -- aliases and rotation --
+  // -- unsupported operations --
 ]);
