@@ -126,6 +126,8 @@ export class KeyStore {
     this.snapshot = await this.state.load();
     for (const k of config.keys) if (!this.snapshot.keys.has(k.keyId)) await this.seed(k);
     await this.rebuild();
+    // A key whose deletion window passed while no gateway ran is never served.
+    await this.destroyDueKeys();
   }
 
   private async seed(k: KeyConfig): Promise<void> {

@@ -1,0 +1,151 @@
+/**
+ * The key store's state on the token, on an in-memory fake HSM whose calls
+ * can be made to fail at exact points: the crash-atomicity claims of the
+ * README, and agreement between two gateways sharing one token.
+ */
+import { expect } from 'chai';
+import { KeyUnavailableException } from '../../src/errors.js';
+import { KeyStore, type Clock } from '../../src/keys/key-store.js';
+import { parseLabel } from '../../src/keys/records.js';
+import { FakeHsm } from '../support/fake-hsm.js';
+
+const CONFIG = { region: 'us-east-1', accountId: '111122223333' };
+const quiet = { info() {}, warn() {} };
+
+function recordsOf(hsm: FakeHsm, kind: 'key' | 'alias', name: string): number {
+  return [...hsm.records.values()].filter((r) => {
+    const l = parseLabel(r.label);
+    return l?.kind === kind && l.name === name;
+  }).length;
+}
+
+async function store(hsm: FakeHsm, clock?: Clock): Promise<KeyStore> {
+  const s = new KeyStore(CONFIG, hsm, { log: quiet, ...(clock ? { clock } : {}) });
+  await s.init({ keys: [] });
+  return s;
+}
+
+async function rejects(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('the key store on the token (fake HSM)', () => {
+  it('when the gateway dies after writing the next generation but before deleting the old, a restart takes the new state and removes the old', async () => {
+    const token = new FakeHsm();
+    const a = await store(token);
+    const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: 'v1', tags: [] });
+    token.failOn('deleteRecord');
+    await a.updateKey(key.keyId, (r) => ({ ...r, description: 'v2' }));
+    expect(recordsOf(token, 'key', key.keyId)).to.equal(2);
+    const b = await store(new FakeHsm(token));
+    expect(b.resolve(key.keyId).description).to.equal('v2');
+    expect(recordsOf(token, 'key', key.keyId)).to.equal(1);
+  });
+
+  it('when the write of the next generation fails, the change is refused and the old state stays, here and after a restart', async () => {
+    const token = new FakeHsm();
+    const a = await store(token);
+    const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: 'old', tags: [] });
+    token.failOn('createRecord');
+    expect(await rejects(a.updateKey(key.keyId, (r) => ({ ...r, keyState: 'Disabled' })))).to.be.instanceOf(KeyUnavailableException);
+    expect(a.resolve(key.keyId).state).to.equal('Enabled');
+    expect((await store(new FakeHsm(token))).resolve(key.keyId).state).to.equal('Enabled');
+  });
+
+  it('when CreateKey fails after the material is made but before its record, no key appears (the material is an unused orphan)', async () => {
+    const token = new FakeHsm();
+    const a = await store(token);
+    token.failOn('createRecord');
+    await rejects(a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] }));
+    expect(a.list()).to.have.length(0);
+    expect((await store(new FakeHsm(token))).list()).to.have.length(0);
+    expect(token.objects).to.have.length(1);
+  });
+
+  it('when a rotation fails to commit, new ciphertexts keep using the old material', async () => {
+    const token = new FakeHsm();
+    const a = await store(token);
+    const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });
+    token.failOn('createRecord');
+    await rejects(a.rotate(key.keyId, 'ON_DEMAND'));
+    expect(a.resolve(key.keyId).currentMaterial.version).to.equal(0);
+    expect((await store(new FakeHsm(token))).resolve(key.keyId).materials).to.have.length(1);
+  });
+
+  it('when a deletion is cut short after the material is destroyed, the next round finishes it', async () => {
+    let now = 1_000_000;
+    const clock: Clock = { now: () => now, dayMs: 1000 };
+    const token = new FakeHsm();
+    const a = await store(token, clock);
+    const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });
+    await a.createAlias('alias/doomed', key.keyId, () => new Error('exists'));
+    await a.updateKey(key.keyId, (r) => ({ ...r, keyState: 'PendingDeletion', deletionDate: new Date(now + 7000).toISOString() }));
+    now += 7001;
+    token.failOn('deleteRecord');
+    await rejects(a.destroyDueKeys());
+    expect(token.objects).to.have.length(0);
+    const b = await store(new FakeHsm(token), clock); // a restart: init finishes due deletions
+    expect(b.findById(key.keyId)).to.equal(undefined);
+    expect(b.findAlias('alias/doomed')).to.equal(undefined);
+    expect(token.records.size).to.equal(0);
+  });
+
+  it('two gateways on one token agree after a refresh: a disable, a new alias, a rotation', async () => {
+    const token = new FakeHsm();
+    const a = await store(token);
+    const b = await store(new FakeHsm(token));
+    const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });
+    expect(b.findById(key.keyId)).to.equal(undefined);
+    await b.refresh();
+    expect(b.resolve(key.keyId).state).to.equal('Enabled');
+    await a.updateKey(key.keyId, (r) => ({ ...r, keyState: 'Disabled' }));
+    await a.createAlias('alias/shared', key.keyId, () => new Error('exists'));
+    await a.rotate(key.keyId, 'ON_DEMAND');
+    await b.refresh();
+    const seen = b.resolve('alias/shared');
+    expect(seen.keyId).to.equal(key.keyId);
+    expect(seen.state).to.equal('Disabled');
+    expect(seen.currentMaterial.version).to.equal(1);
+  });
+
+  it('when two gateways change one key in the same generation, both settle on the same single winner', async () => {
+    const token = new FakeHsm();
+    const a = await store(token);
+    const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: 'start', tags: [] });
+    const b = await store(new FakeHsm(token));
+    await a.updateKey(key.keyId, (r) => ({ ...r, description: 'from a' }));
+    await b.updateKey(key.keyId, (r) => ({ ...r, description: 'from b' }));
+    await a.refresh();
+    await b.refresh();
+    expect(a.resolve(key.keyId).description).to.equal(b.resolve(key.keyId).description);
+    expect(recordsOf(token, 'key', key.keyId)).to.equal(1);
+  });
+
+  it('rotates a key automatically once its rotation date has come, and only then', async () => {
+    let now = 5_000_000;
+    const clock: Clock = { now: () => now, dayMs: 10 };
+    const a = await store(new FakeHsm(), clock);
+    const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });
+    await a.updateKey(key.keyId, (r) => ({ ...r, rotation: { enabled: true, periodDays: 90, nextRotationDate: new Date(now + 900).toISOString() } }));
+    expect(await a.rotateDueKeys()).to.deep.equal([]);
+    now += 900;
+    expect(await a.rotateDueKeys()).to.deep.equal([key.keyId]);
+    const rotated = a.resolve(key.keyId);
+    expect(rotated.materials.map((m) => m.rotationType)).to.deep.equal([undefined, 'AUTOMATIC']);
+    expect(rotated.rotation.nextRotationDate).to.equal(new Date(now + 900).toISOString());
+  });
+
+  it('serialises concurrent changes to one key inside a gateway (no lost update)', async () => {
+    const a = await store(new FakeHsm());
+    const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => a.updateKey(key.keyId, (r) => ({ ...r, tags: [...r.tags, { TagKey: `k${i}`, TagValue: '' }] }))),
+    );
+    expect(a.resolve(key.keyId).tags).to.have.length(20);
+  });
+});
