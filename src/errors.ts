@@ -37,6 +37,7 @@ export class MissingAuthenticationTokenException extends ClientFault {
 }
 export class IncompleteSignatureException extends ClientFault {}
 export class NotFoundException extends ClientFault {}
+export class CustomKeyStoreNotFoundException extends ClientFault {}
 export class DisabledException extends ClientFault {}
 export class KMSInvalidStateException extends ClientFault {}
 export class InvalidKeyUsageException extends ClientFault {}
@@ -62,6 +63,8 @@ export class DryRunOperationException extends ClientFault {
 export class UnsupportedOperationException extends ClientFault {}
 export class AlreadyExistsException extends ClientFault {}
 export class InvalidAliasNameException extends ClientFault {}
+/** AWS's answer (no message) to creating or moving an alias in the reserved `alias/aws/` namespace. */
+export class NotAuthorizedException extends ClientFault {}
 export class InvalidArnException extends ClientFault {}
 export class InvalidMarkerException extends ClientFault {}
 export class LimitExceededException extends ClientFault {}

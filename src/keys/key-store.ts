@@ -419,9 +419,16 @@ export class KeyStore {
     return key;
   }
 
-  /** Adds a new material version on the token and makes it current. */
-  rotate(keyId: string, type: RotationType): Promise<KmsKey> {
+  /**
+   * Adds a new material version on the token and makes it current. `guard`
+   * sees the record inside the per-key lock, before any material is made,
+   * and throws to refuse (state, key spec, quota checks without a race).
+   * Only an automatic rotation moves the automatic schedule: AWS's on-demand
+   * rotations "do not change existing automatic rotation schedules".
+   */
+  rotate(keyId: string, type: RotationType, guard?: (r: Readonly<KeyRecord>) => void): Promise<KmsKey> {
     return this.updateKey(keyId, async (r) => {
+      guard?.(r);
       const version = r.materials.reduce((v, m) => Math.max(v, m.version), 0) + 1;
       const label = generatedLabel(keyId, version);
       const name = materialName(keyId, version);
@@ -430,7 +437,8 @@ export class KeyStore {
       const now = this.clock.now();
       r.materials.push({ version, label, createdAt: new Date(now).toISOString(), rotationType: type });
       r.currentVersion = version;
-      if (r.rotation.enabled) r.rotation.nextRotationDate = new Date(now + r.rotation.periodDays * this.clock.dayMs).toISOString();
+      if (r.rotation.enabled && type === 'AUTOMATIC')
+        r.rotation.nextRotationDate = new Date(now + r.rotation.periodDays * this.clock.dayMs).toISOString();
       return r;
     });
   }
@@ -494,12 +502,14 @@ export class KeyStore {
    */
   async destroyDueKeys(): Promise<string[]> {
     const now = this.clock.now();
-    const due = [...this.snapshot.keys.values()]
-      .map((s) => s.value)
-      .filter((r) => r.keyState === 'PendingDeletion' && r.deletionDate !== undefined && Date.parse(r.deletionDate) <= now);
+    const isDue = (r: KeyRecord) => r.keyState === 'PendingDeletion' && r.deletionDate !== undefined && Date.parse(r.deletionDate) <= now;
+    const due = [...this.snapshot.keys.values()].map((s) => s.value).filter(isDue);
     const destroyed: string[] = [];
-    for (const r of due) {
-      await this.exclusive(r.keyId, async () => {
+    for (const scanned of due) {
+      await this.exclusive(scanned.keyId, async () => {
+        // Read again inside the lock: a CancelKeyDeletion that committed after the scan keeps the key.
+        const r = this.snapshot.keys.get(scanned.keyId)?.value;
+        if (r === undefined || !isDue(r)) return;
         for (const m of r.materials) {
           await this.prepareMaterial(r, m);
           await this.hsm.destroyKey(materialName(r.keyId, m.version));

@@ -2,18 +2,12 @@
  * Encrypt: SYMMETRIC_DEFAULT (AES-256-GCM on the token, self-describing
  * blob) or RSAES_OAEP_SHA_1/256 (raw OAEP output, modulus-length bytes).
  * Checks in AWS's order: shape, key, state, algorithm vs key spec, context,
- * size limits, DryRun last.
+ * size limits, DryRun last. The encrypting itself is encrypt-any.ts, shared
+ * with ReEncrypt.
  */
 import { z } from 'zod';
 import { DryRunOperationException } from '../errors.js';
-import {
-  assertAlgorithmFits,
-  assertNoContextForAsymmetric,
-  assertRsaPlaintextFits,
-  encryptSymmetric,
-  isRsaAlgorithm,
-  rsaEncrypt,
-} from '../keys/key-crypto.js';
+import { assertPlaintextFits, encryptTarget, sealFor } from './encrypt-any.js';
 import { defineOperation } from './operation.js';
 import { awsBlob, awsBoolean, awsString, encryptionAlgorithm, encryptionContext, grantTokens } from './schema.js';
 
@@ -27,23 +21,14 @@ export const encrypt = defineOperation(
     DryRun: awsBoolean().optional(),
   }),
   async (req, { keys, hsm }) => {
-    const key = keys.resolve(req.KeyId);
-    keys.assertUsable(key);
-    const algorithm = req.EncryptionAlgorithm ?? 'SYMMETRIC_DEFAULT';
-    assertAlgorithmFits(key, algorithm);
-    if (isRsaAlgorithm(algorithm)) {
-      assertNoContextForAsymmetric(req.EncryptionContext);
-      assertRsaPlaintextFits(key, algorithm, req.Plaintext);
-    }
-    if (req.DryRun === true) throw new DryRunOperationException();
-    let blob: Buffer;
     try {
-      blob = isRsaAlgorithm(algorithm)
-        ? await rsaEncrypt(hsm, key, algorithm, req.Plaintext)
-        : await encryptSymmetric(hsm, key, req.Plaintext, req.EncryptionContext);
+      const target = encryptTarget(keys, req.KeyId, req.EncryptionAlgorithm, req.EncryptionContext);
+      assertPlaintextFits(target, req.Plaintext);
+      if (req.DryRun === true) throw new DryRunOperationException();
+      const blob = await sealFor(hsm, target, req.Plaintext);
+      return { CiphertextBlob: blob.toString('base64'), KeyId: target.key.arn, EncryptionAlgorithm: target.algorithm };
     } finally {
       req.Plaintext.fill(0);
     }
-    return { CiphertextBlob: blob.toString('base64'), KeyId: key.arn, EncryptionAlgorithm: algorithm };
   },
 );

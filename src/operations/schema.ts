@@ -5,7 +5,9 @@
  * - a constraint broken (length, range, enum, required): ValidationException
  *   "N validation error(s) detected: Value '<v>' at '<member>' failed to
  *   satisfy constraint: <constraint>", items joined by "; ". Sensitive
- *   members (Plaintext, blobs) never echo their value: "Value at 'plaintext'".
+ *   members (Plaintext) never echo their value, not even null: "Value at
+ *   'plaintext'"; other blobs print no value but do print null ("Value null
+ *   at 'ciphertextBlob'" when it is missing).
  * Unknown members are ignored, as AWS ignores them; JSON null is "absent".
  */
 import { z } from 'zod';
@@ -89,20 +91,30 @@ export type EncryptionAlgorithm = (typeof ENCRYPTION_ALGORITHMS)[number];
 export const encryptionAlgorithm = () =>
   awsEnum(ENCRYPTION_ALGORITHMS, ['RSAES_OAEP_SHA_256', 'RSAES_OAEP_SHA_1', 'SYMMETRIC_DEFAULT', 'SM2PKE']);
 
-/** Members whose value AWS never echoes in a validation message. */
-const SENSITIVE = new Set(['plaintext', 'ciphertextBlob']);
+/** Members the model marks sensitive: AWS never echoes them, not even as null. */
+const SENSITIVE = new Set(['plaintext']);
+/** Binary members: AWS prints no value for them ("Value at"), but says "Value null" when absent. */
+const BINARY = new Set(['ciphertextBlob']);
 
 function memberPath(path: ReadonlyArray<PropertyKey>): string {
   const [first, ...rest] = path;
   const head = String(first ?? '');
   let out = head.charAt(0).toLowerCase() + head.slice(1);
-  for (const p of rest) out += typeof p === 'number' ? `.${p + 1}.member` : `.${String(p)}`;
+  let prev: PropertyKey | undefined = first;
+  for (const p of rest) {
+    // A structure inside a list prints its members as AWS does: 'tags.1.member.tagKey'.
+    // (Other string segments are map keys, such as encryption context keys, and stay as given.)
+    const name = String(p);
+    out += typeof p === 'number' ? `.${p + 1}.member` : typeof prev === 'number' ? `.${name.charAt(0).toLowerCase()}${name.slice(1)}` : `.${name}`;
+    prev = p;
+  }
   return out;
 }
 
 function valueText(member: string, input: unknown): string {
   if (SENSITIVE.has(member)) return 'Value';
   if (input === undefined || input === null) return 'Value null';
+  if (BINARY.has(member)) return 'Value';
   if (Array.isArray(input)) return `Value '[${input.map(String).join(', ')}]'`;
   return `Value '${String(input)}'`;
 }
@@ -127,4 +139,40 @@ export function parseRequest<S extends z.ZodType>(schema: S, body: unknown): z.o
   });
   const n = items.length;
   throw new ValidationException(`${n} validation error${n === 1 ? '' : 's'} detected: ${items.join('; ')}`);
+}
+
+const minValue = (n: number): string => `Member must have value greater than or equal to ${n}`;
+const maxValue = (n: number): string => `Member must have value less than or equal to ${n}`;
+
+/**
+ * An integer member with its range, e.g. NumberOfBytes 1..1024: "Value '0'
+ * at 'numberOfBytes' failed to satisfy constraint: Member must have value
+ * greater than or equal to 1". A string, a fraction or an unsafe integer
+ * cannot be deserialized into the model's integer: SerializationException.
+ */
+export function awsInteger(min: number, max: number) {
+  return z
+    .number({ error: typeError })
+    .int({ error: SERIALIZATION })
+    .min(min, { error: minValue(min) })
+    .max(max, { error: maxValue(max) });
+}
+
+/** A structure member whose members this gateway does not look into (it refuses the member itself). */
+export const awsStructure = () =>
+  z.custom<Record<string, unknown>>((v) => v !== null && typeof v === 'object' && !Array.isArray(v), { error: typeError });
+
+/** A string member with a model `pattern`, reported as AWS does: "Member must satisfy regular expression pattern: <p>". */
+export function awsPatternString(min: number, max: number, pattern: RegExp) {
+  return awsString(min, max).regex(pattern, { error: `Member must satisfy regular expression pattern: ${pattern.source}` });
+}
+
+/** A list member of the model: anything but a JSON array is a SerializationException. */
+export function awsList<T extends z.ZodType>(item: T) {
+  return z.array(item, { error: typeError });
+}
+
+/** A structure member with its members' schemas (unknown members ignored): a non-object is a SerializationException. */
+export function awsStruct<T extends z.ZodRawShape>(shape: T) {
+  return z.object(shape, { error: typeError });
 }

@@ -15,6 +15,7 @@ import {
   type KMSClient,
 } from '@aws-sdk/client-kms';
 import { defaultConfig, keyArn, kmsClient, rawRequest, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { failure, expectClientError } from '../support/sdk-errors.js';
 
 const AES = '0b5e6a1c-7d43-4f0e-9a35-2c8d1e6f4a01';
 const RSA_2048 = '0b5e6a1c-7d43-4f0e-9a35-2c8d1e6f4a02';
@@ -34,29 +35,6 @@ const RSA_ALGORITHMS = ['RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'] as const;
 
 /** Symmetric blob layout (src/keys/ciphertext-blob.ts): header 21 (version 1, key id 16, material 4), IV 12, ciphertext n, tag 16. */
 const BLOB = { version: 0, keyId: 1, material: 17, iv: 21, ciphertext: 33, tagFromEnd: 16 } as const;
-
-interface SdkError {
-  name: string;
-  message: string;
-  $fault: string;
-  $metadata: { httpStatusCode?: number };
-}
-
-async function failure(p: Promise<unknown>): Promise<SdkError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as SdkError;
-  }
-  throw new Error('expected the call to fail, it succeeded');
-}
-
-function expectClientError(err: SdkError, name: string, message?: string): void {
-  expect(err.name, `error name (message: ${err.message})`).to.equal(name);
-  if (message !== undefined) expect(err.message).to.equal(message);
-  expect(err.$metadata.httpStatusCode, 'HTTP status of a client fault').to.equal(400);
-  expect(err.$fault).to.equal('client');
-}
 
 function flip(blob: Uint8Array, offset: number): Uint8Array {
   const copy = Uint8Array.from(blob);

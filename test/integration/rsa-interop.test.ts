@@ -20,13 +20,11 @@ import {
   randomBytes,
   type KeyObject,
 } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { DecryptCommand, EncryptCommand, type EncryptionAlgorithmSpec, type KMSClient } from '@aws-sdk/client-kms';
 import { expect } from 'chai';
 import pkcs11js from 'pkcs11js';
 import {
-  SOFTHSM_MODULE,
   defaultConfig,
   keyArn,
   kmsClient,
@@ -35,6 +33,7 @@ import {
   type GatewayProcess,
   type TokenDir,
 } from '../support/gateway.js';
+import { withToken } from '../support/token.js';
 
 type Handle = Buffer;
 type Hash = 'sha1' | 'sha256';
@@ -55,42 +54,6 @@ interface Imported {
   publicKey: KeyObject;
 }
 
-/**
- * Runs fn with a logged-in R/W session on the token of `token`, in this
- * process (SOFTHSM2_CONF pointed at the token dir while the library is
- * initialised), then finalises the library and restores the environment.
- */
-function withToken<T>(token: TokenDir, fn: (lib: pkcs11js.PKCS11, session: Handle) => T): T {
-  const saved = process.env['SOFTHSM2_CONF'];
-  process.env['SOFTHSM2_CONF'] = token.conf;
-  const lib = new pkcs11js.PKCS11();
-  try {
-    lib.load(SOFTHSM_MODULE);
-    try {
-      lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
-    } catch (e) {
-      if ((e as { code?: number }).code === pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED)
-        throw new Error('SoftHSM is already initialised in this process (another test left it so): cannot switch to this token dir');
-      throw e;
-    }
-    try {
-      const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === token.label);
-      if (slot === undefined) throw new Error(`no token labelled ${token.label} in ${token.dir}`);
-      const session = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
-      try {
-        lib.C_Login(session, pkcs11js.CKU_USER, readFileSync(token.pinFile, 'utf8').trim());
-        return fn(lib, session);
-      } finally {
-        lib.C_CloseSession(session);
-      }
-    } finally {
-      lib.C_Finalize();
-    }
-  } finally {
-    if (saved === undefined) delete process.env['SOFTHSM2_CONF'];
-    else process.env['SOFTHSM2_CONF'] = saved;
-  }
-}
 
 function b64u(s: string | undefined): Buffer {
   if (s === undefined) throw new Error('JWK component missing');

@@ -72,7 +72,7 @@ describe('key state kept on the HSM', function () {
       await kms.send(new RotateKeyOnDemandCommand({ KeyId: aesId }));
       blobs.push({ keyId: aesId, blob: await encrypt(kms, aesId, 'after rotation'), text: 'after rotation' });
       await kms.send(new TagResourceCommand({ KeyId: aesId, Tags: [{ TagKey: 'env', TagValue: 'test' }] }));
-      rsaId = (await kms.send(new CreateKeyCommand({ KeySpec: 'RSA_2048' }))).KeyMetadata!.KeyId!;
+      rsaId = (await kms.send(new CreateKeyCommand({ KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT_DECRYPT' }))).KeyMetadata!.KeyId!;
       const rsaBlob = (await kms.send(new EncryptCommand({ KeyId: rsaId, Plaintext: Buffer.from('rsa'), EncryptionAlgorithm: 'RSAES_OAEP_SHA_256' }))).CiphertextBlob!;
       earlier['rsaBlob'] = rsaBlob;
       disabledId = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;

@@ -1,0 +1,48 @@
+/**
+ * Direct PKCS#11 access to a test token from the test process: what an
+ * operator (or an attacker with the PIN) sees on the token, independent of
+ * the gateway. SoftHSM2 reads SOFTHSM2_CONF at C_Initialize, so the library
+ * is initialised for the call and finalised after it.
+ */
+import { readFileSync } from 'node:fs';
+import pkcs11js from 'pkcs11js';
+import { SOFTHSM_MODULE, type TokenDir } from './gateway.js';
+
+export type Handle = Buffer;
+
+/**
+ * Runs fn with a logged-in R/W session on `token`, then finalises the library
+ * and restores SOFTHSM2_CONF. Refuses when the library is already
+ * initialised in this process (it would be pointed at another token dir).
+ */
+export function withToken<T>(token: TokenDir, fn: (lib: pkcs11js.PKCS11, session: Handle) => T): T {
+  const saved = process.env['SOFTHSM2_CONF'];
+  process.env['SOFTHSM2_CONF'] = token.conf;
+  const lib = new pkcs11js.PKCS11();
+  try {
+    lib.load(SOFTHSM_MODULE);
+    try {
+      lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+    } catch (e) {
+      if ((e as { code?: number }).code === pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED)
+        throw new Error('SoftHSM is already initialised in this process (another test left it so): cannot switch to this token dir');
+      throw e;
+    }
+    try {
+      const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === token.label);
+      if (slot === undefined) throw new Error(`no token labelled ${token.label} in ${token.dir}`);
+      const session = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+      try {
+        lib.C_Login(session, pkcs11js.CKU_USER, readFileSync(token.pinFile, 'utf8').trim());
+        return fn(lib, session);
+      } finally {
+        lib.C_CloseSession(session);
+      }
+    } finally {
+      lib.C_Finalize();
+    }
+  } finally {
+    if (saved === undefined) delete process.env['SOFTHSM2_CONF'];
+    else process.env['SOFTHSM2_CONF'] = saved;
+  }
+}
