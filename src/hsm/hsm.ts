@@ -38,6 +38,8 @@ export type PrepareKeyResult =
   /** Nothing on the token matches and creation was not asked for. */
   | { state: 'missing' };
 
+export type FindKeyResult = PrepareKeyResult | { state: 'failed'; reason: string };
+
 export interface RsaPublicKeyInfo {
   /** SubjectPublicKeyInfo, DER. */
   spki: Buffer;
@@ -49,6 +51,12 @@ export interface RsaPublicKeyInfo {
 export interface Hsm {
   /** Finds (or creates) the material and caches its handles. Throws KMSInternalException for an ambiguous or mismatched object. */
   prepareKey(req: PrepareKeyRequest): Promise<PrepareKeyResult>;
+  /**
+   * Finds existing material for many keys at once (never creates), in one
+   * pass over the token's key objects where a per-key C_FindObjects would
+   * make start-up quadratic in the number of keys. One result per request.
+   */
+  findKeys(reqs: PrepareKeyRequest[]): Promise<FindKeyResult[]>;
   /** Random bytes from the token's RNG. */
   random(length: number): Promise<Buffer>;
   /** AES-256-GCM, 128-bit tag: returns ciphertext || tag. */

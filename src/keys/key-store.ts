@@ -20,7 +20,7 @@ import {
   KMSInvalidStateException,
   NotFoundException,
 } from '../errors.js';
-import type { Hsm } from '../hsm/hsm.js';
+import type { Hsm, PrepareKeyRequest } from '../hsm/hsm.js';
 import type { AliasRecord, KeyRecord, KeyState, MaterialRecord, RotationType, Tag } from './records.js';
 import { StateStore, type Snapshot, type Stored } from './state-store.js';
 
@@ -216,15 +216,44 @@ export class KeyStore {
         lastUpdatedDate: new Date(s.value.lastUpdatedDate),
       });
     }
-    for (const [keyId, s] of this.snapshot.keys) {
-      const r = s.value;
-      for (const m of r.materials) await this.prepareMaterial(r, m);
-      byId.set(keyId, this.toKey(r, []));
-    }
+    await this.prepareMaterials([...this.snapshot.keys.values()].map((s) => s.value));
+    for (const [keyId, s] of this.snapshot.keys) byId.set(keyId, this.toKey(s.value, []));
     for (const a of aliases.values()) byId.get(a.targetKeyId)?.aliases.push(a.aliasName);
     for (const k of byId.values()) k.aliases.sort();
     this.byId = byId;
     this.aliasIndex = aliases;
+  }
+
+  private materialRequest(r: KeyRecord, m: MaterialRecord): PrepareKeyRequest {
+    return {
+      name: materialName(r.keyId, m.version),
+      displayName: this.keyArn(r.keyId),
+      keySpec: r.keySpec,
+      createIfMissing: false,
+      ref: { label: m.label, id: m.id === undefined ? undefined : Buffer.from(m.id, 'hex') },
+    };
+  }
+
+  /**
+   * Finds the token objects of every material not found yet, in one pass
+   * (and again on later refreshes while they are missing). A missing or
+   * unusable material is logged once, when first seen so.
+   */
+  private async prepareMaterials(records: KeyRecord[]): Promise<void> {
+    const todo = records.flatMap((r) =>
+      r.materials.filter((m) => this.prepared.get(materialName(r.keyId, m.version)) !== true).map((m) => this.materialRequest(r, m)),
+    );
+    if (todo.length === 0) return;
+    const results = await this.hsm.findKeys(todo);
+    todo.forEach((req, i) => {
+      const result = results[i];
+      const seenBefore = this.prepared.has(req.name);
+      this.prepared.set(req.name, result?.state === 'ready');
+      if (seenBefore || result?.state === 'ready') return;
+      if (result?.state === 'failed')
+        this.log.warn({ key: req.displayName, material: req.name, reason: result.reason }, 'key material on the token is unusable: the key answers KeyUnavailableException');
+      else this.log.warn({ key: req.displayName, material: req.name }, 'key material not found on the token: the key answers KeyUnavailableException');
+    });
   }
 
   /** Finds a material version's token objects once (and again while they are missing). */
@@ -232,13 +261,7 @@ export class KeyStore {
     const name = materialName(r.keyId, m.version);
     if (this.prepared.get(name) === true) return;
     try {
-      const result = await this.hsm.prepareKey({
-        name,
-        displayName: this.keyArn(r.keyId),
-        keySpec: r.keySpec,
-        createIfMissing: false,
-        ref: { label: m.label, id: m.id === undefined ? undefined : Buffer.from(m.id, 'hex') },
-      });
+      const result = await this.hsm.prepareKey(this.materialRequest(r, m));
       this.prepared.set(name, result.state === 'ready');
       if (result.state === 'missing')
         this.log.warn({ key: this.keyArn(r.keyId), version: m.version }, 'key material not found on the token: the key answers KeyUnavailableException');

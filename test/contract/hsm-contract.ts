@@ -45,6 +45,27 @@ export function hsmContract(name: string, open: () => Promise<Hsm>): void {
       await rejectsWith(hsm.aesGcmEncrypt(`absent-${run}`, Buffer.alloc(12), Buffer.from('x'), Buffer.alloc(0)), KeyUnavailableException);
     });
 
+    it('finds many keys at once: present ones ready (and usable), absent ones missing, an ambiguous label failed', async () => {
+      const present = Array.from({ length: 6 }, (_, i) => req(`bulk${i}`, i % 3 === 0 ? 'RSA_2048' : 'SYMMETRIC_DEFAULT'));
+      for (const p of present) await hsm.prepareKey(p);
+      await hsm.prepareKey({ ...req('twin', 'SYMMETRIC_DEFAULT'), name: `twin-a-${run}` });
+      await hsm.prepareKey({ ...req('twin', 'SYMMETRIC_DEFAULT'), name: `twin-b-${run}`, ref: { label: `contract-twin-${run}`, id: Buffer.from('01', 'hex') } });
+      const asks = [
+        ...present.map((p) => ({ ...p, name: `found-${p.name}`, createIfMissing: false })),
+        req('nowhere1', 'SYMMETRIC_DEFAULT', false),
+        req('nowhere2', 'RSA_3072', false),
+        req('twin', 'SYMMETRIC_DEFAULT', false),
+      ];
+      const results = await hsm.findKeys(asks);
+      expect(results.slice(0, 6)).to.deep.equal(present.map(() => ({ state: 'ready', created: false })));
+      expect(results.slice(6, 8)).to.deep.equal([{ state: 'missing' }, { state: 'missing' }]);
+      expect(results[8]?.state).to.equal('failed');
+      const iv = await hsm.random(12);
+      const ct = await hsm.aesGcmEncrypt(`found-bulk1-${run}`, iv, Buffer.from('bulk'), Buffer.alloc(0));
+      expect((await hsm.aesGcmDecrypt(`bulk1-${run}`, iv, ct, Buffer.alloc(0))).toString()).to.equal('bulk');
+      expect((await hsm.rsaPublicKey(`found-bulk0-${run}`)).modulusBytes).to.equal(256);
+    });
+
     it('round-trips AES-256-GCM with a 16-byte tag appended', async () => {
       const iv = await hsm.random(12);
       const ct = await hsm.aesGcmEncrypt(`aes-${run}`, iv, Buffer.from('contract'), Buffer.from('aad'));

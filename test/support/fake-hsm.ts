@@ -18,6 +18,7 @@ import {
 import type { RsaKeySpec } from '../../src/config/config.js';
 import { InvalidCiphertextException, KeyUnavailableException } from '../../src/errors.js';
 import type {
+  FindKeyResult,
   Hsm,
   HsmDescription,
   HsmRecordRef,
@@ -98,6 +99,20 @@ export class FakeHsm implements Hsm {
     this.objects.push(object);
     this.prepared.set(req.name, { req, object });
     return { state: 'ready', created: true };
+  }
+
+  async findKeys(reqs: PrepareKeyRequest[]): Promise<FindKeyResult[]> {
+    this.enter('findKeys');
+    const out: FindKeyResult[] = [];
+    for (const req of reqs) {
+      const found = this.match(req);
+      if (found.length > 1) out.push({ state: 'failed', reason: 'more than one object matches' });
+      else {
+        this.prepared.set(req.name, { req, object: found[0] });
+        out.push(found.length === 1 ? { state: 'ready', created: false } : { state: 'missing' });
+      }
+    }
+    return out;
   }
 
   /** The material behind a name, as the token would find it now (a destroyed object is unavailable). */

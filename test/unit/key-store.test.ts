@@ -140,6 +140,16 @@ describe('the key store on the token (fake HSM)', () => {
     expect(rotated.rotation.nextRotationDate).to.equal(new Date(now + 900).toISOString());
   });
 
+  it('on start, finds every key\'s material in one pass over the token, not one search per key', async () => {
+    const token = new FakeHsm();
+    const a = await store(token);
+    for (let i = 0; i < 20; i++) await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });
+    const fresh = new FakeHsm(token);
+    await store(fresh);
+    expect(fresh.calls.filter((c) => c === 'findKeys')).to.have.length(1);
+    expect(fresh.calls.filter((c) => c === 'prepareKey')).to.have.length(0);
+  });
+
   it('serialises concurrent changes to one key inside a gateway (no lost update)', async () => {
     const a = await store(new FakeHsm());
     const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });

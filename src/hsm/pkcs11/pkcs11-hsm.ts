@@ -20,7 +20,7 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { KeyUnavailableException, KmsError, KMSInternalException, InvalidCiphertextException } from '../../errors.js';
 import type { RsaKeySpec } from '../../config/config.js';
-import type { Hsm, HsmDescription, HsmRecordRef, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
+import type { FindKeyResult, Hsm, HsmDescription, HsmRecordRef, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
 import { oaepDecode, oaepEncode } from '../oaep.js';
 import { CKR, ckrCode, ckrName, disposition } from './ckr.js';
 import { SessionPool } from './session-pool.js';
@@ -52,6 +52,13 @@ interface KeyEntry {
 }
 
 type ObjectKind = 'secret' | 'priv' | 'pub';
+
+interface ScannedObject {
+  handle: Handle;
+  label: string;
+  /** CKA_ID as hex ('' when the object has none). */
+  id: string;
+}
 
 const RSA_BITS = { RSA_2048: 2048, RSA_3072: 3072, RSA_4096: 4096 } as const;
 const HASH_MECH: Record<OaepHash, { hashAlg: number; mgf: number }> = {
@@ -259,6 +266,103 @@ export class Pkcs11Hsm implements Hsm {
     if (ref.label !== undefined) t.push({ type: pkcs11js.CKA_LABEL, value: ref.label });
     if (ref.id !== undefined) t.push({ type: pkcs11js.CKA_ID, value: ref.id });
     return t;
+  }
+
+  /**
+   * Below this many requests, one find per key is cheaper than a pass over
+   * every key object on the token.
+   */
+  private static readonly BULK_FIND_THRESHOLD = 8;
+
+  async findKeys(reqs: PrepareKeyRequest[]): Promise<FindKeyResult[]> {
+    const lookup = (req: PrepareKeyRequest): Promise<FindKeyResult> =>
+      this.prepareKey({ ...req, createIfMissing: false }).catch((e: Error) => ({ state: 'failed', reason: e.message }));
+    if (reqs.length < Pkcs11Hsm.BULK_FIND_THRESHOLD) {
+      const out: FindKeyResult[] = [];
+      for (const req of reqs) out.push(await lookup(req));
+      return out;
+    }
+    const objects = await this.records((s) => this.scanKeyObjects(s));
+    const out: FindKeyResult[] = [];
+    for (const req of reqs) {
+      const entry: KeyEntry = { req };
+      this.keys.set(req.name, entry);
+      const kinds: ObjectKind[] = req.keySpec === 'SYMMETRIC_DEFAULT' ? ['secret'] : ['priv', 'pub'];
+      const id = req.ref.id?.toString('hex');
+      const hits = kinds.map((kind) =>
+        (req.ref.label !== undefined ? (objects[kind].byLabel.get(req.ref.label) ?? []) : objects[kind].all).filter(
+          (o) => id === undefined || o.id === id,
+        ),
+      );
+      if (hits.some((h) => h.length > 1)) {
+        out.push({ state: 'failed', reason: `${req.displayName}: more than one key object matches its label/id` });
+        continue;
+      }
+      if (hits.every((h) => h.length === 0)) {
+        out.push({ state: 'missing' });
+        continue;
+      }
+      if (hits.some((h) => h.length === 0)) {
+        out.push({ state: 'failed', reason: `${req.displayName}: only part of the RSA key pair is on the token` });
+        continue;
+      }
+      kinds.forEach((kind, i) => (entry[kind] = hits[i]?.[0]?.handle));
+      try {
+        await this.checkMaterial(entry);
+        out.push({ state: 'ready', created: false });
+      } catch (e) {
+        out.push({ state: 'failed', reason: (e as Error).message });
+      }
+    }
+    return out;
+  }
+
+  /** Every token key object the gateway could use, with its label and id: three finds, two attribute reads each. */
+  private async scanKeyObjects(s: Handle): Promise<Record<ObjectKind, { all: ScannedObject[]; byLabel: Map<string, ScannedObject[]> }>> {
+    const { lib } = this;
+    const out = {} as Record<ObjectKind, { all: ScannedObject[]; byLabel: Map<string, ScannedObject[]> }>;
+    let reads = 0;
+    for (const kind of ['secret', 'priv', 'pub'] as const) {
+      const probe: KeyEntry = { req: { name: '', displayName: '', keySpec: kind === 'secret' ? 'SYMMETRIC_DEFAULT' : 'RSA_2048', createIfMissing: false, ref: {} } };
+      const handles = this.findAll(s, this.template(probe, kind));
+      const all: ScannedObject[] = [];
+      const byLabel = new Map<string, ScannedObject[]>();
+      for (const handle of handles) {
+        let attrs: pkcs11js.Attribute[];
+        try {
+          attrs = lib.C_GetAttributeValue(s, handle, [{ type: pkcs11js.CKA_LABEL }, { type: pkcs11js.CKA_ID }]);
+        } catch (e) {
+          if (disposition(e, false) === 'handle') continue; // destroyed meanwhile
+          throw e;
+        }
+        const label = (attrs[0]?.value as Buffer | undefined)?.toString('utf8') ?? '';
+        const id = (attrs[1]?.value as Buffer | undefined)?.toString('hex') ?? '';
+        const o: ScannedObject = { handle, label, id };
+        all.push(o);
+        const list = byLabel.get(label);
+        if (list === undefined) byLabel.set(label, [o]);
+        else list.push(o);
+        if (++reads % 200 === 0) await new Promise((r) => setImmediate(r));
+      }
+      out[kind] = { all, byLabel };
+    }
+    return out;
+  }
+
+  private findAll(s: Handle, template: Template): Handle[] {
+    const { lib } = this;
+    lib.C_FindObjectsInit(s, template);
+    const handles: Handle[] = [];
+    try {
+      for (;;) {
+        const batch = lib.C_FindObjects(s, 500);
+        handles.push(...batch);
+        if (batch.length < 500) break;
+      }
+    } finally {
+      lib.C_FindObjectsFinal(s);
+    }
+    return handles;
   }
 
   /** One C_FindObjects; caches the handle. Throws when the reference is ambiguous. */
@@ -526,37 +630,44 @@ export class Pkcs11Hsm implements Hsm {
     });
   }
 
+  /**
+   * Labels of the records, by handle. Records are never modified (a write
+   * creates a new object), and SoftHSM2 never reuses an object handle within
+   * a process, so a handle's label is read once. (A token that reused the
+   * handle of a destroyed record for a new one within one refresh interval
+   * would defeat this cache; PKCS#11 allows it, no token we know does it.)
+   */
+  private readonly recordLabels = new Map<string, string>();
+
   listRecords(): Promise<HsmRecordRef[]> {
     return this.records(async (s) => {
-      const { lib } = this;
-      lib.C_FindObjectsInit(s, [
+      const handles = this.findAll(s, [
         { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
         { type: pkcs11js.CKA_TOKEN, value: true },
         { type: pkcs11js.CKA_APPLICATION, value: Pkcs11Hsm.APPLICATION },
       ]);
-      const handles: Handle[] = [];
-      try {
-        for (;;) {
-          const batch = lib.C_FindObjects(s, 500);
-          handles.push(...batch);
-          if (batch.length < 500) break;
-        }
-      } finally {
-        lib.C_FindObjectsFinal(s);
-      }
       const out: HsmRecordRef[] = [];
-      for (let i = 0; i < handles.length; i++) {
-        const h = handles[i] as Handle;
-        try {
-          const label = lib.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }])[0]?.value as Buffer;
-          out.push({ ref: h.toString('hex'), label: label.toString('utf8') });
-        } catch (e) {
-          // Deleted by another gateway between the find and the read.
-          if (disposition(e, false) !== 'handle') throw e;
+      const present = new Set<string>();
+      let reads = 0;
+      for (const h of handles) {
+        const ref = h.toString('hex');
+        let label = this.recordLabels.get(ref);
+        if (label === undefined) {
+          try {
+            label = (this.lib.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }])[0]?.value as Buffer).toString('utf8');
+          } catch (e) {
+            // Deleted by another gateway between the find and the read.
+            if (disposition(e, false) !== 'handle') throw e;
+            continue;
+          }
+          this.recordLabels.set(ref, label);
+          // Let requests through while a large token is read for the first time.
+          if (++reads % 200 === 0) await new Promise((r) => setImmediate(r));
         }
-        // Let requests through while a large token is listed.
-        if (i % 200 === 199) await new Promise((r) => setImmediate(r));
+        present.add(ref);
+        out.push({ ref, label });
       }
+      for (const ref of this.recordLabels.keys()) if (!present.has(ref)) this.recordLabels.delete(ref);
       return out;
     });
   }
@@ -573,8 +684,8 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   createRecord(label: string, value: Buffer): Promise<string> {
-    return this.records((s) =>
-      this.lib
+    return this.records((s) => {
+      const ref = this.lib
         .C_CreateObject(s, [
           { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
           { type: pkcs11js.CKA_TOKEN, value: true },
@@ -584,8 +695,10 @@ export class Pkcs11Hsm implements Hsm {
           { type: pkcs11js.CKA_LABEL, value: label },
           { type: pkcs11js.CKA_VALUE, value },
         ])
-        .toString('hex'),
-    );
+        .toString('hex');
+      this.recordLabels.set(ref, label);
+      return ref;
+    });
   }
 
   deleteRecord(ref: string): Promise<void> {
