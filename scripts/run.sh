@@ -30,6 +30,12 @@ if [[ -z "${KMSGW_CONFIG:-}" ]]; then
   export KMSGW_DATA_DIR
   export SOFTHSM2_CONF="$KMSGW_DATA_DIR/softhsm2.conf"
   export KMSGW_CONFIG="$ROOT/config/default.json"
+  # The embedded default's only principal: the README's demo key pair. The
+  # gateway refuses a credentials file others can read; git checks files out
+  # 0644, so it gets a private copy.
+  if [[ ! -f "$KMSGW_DATA_DIR/credentials.json" ]]; then
+    install -m 600 "$ROOT/config/demo-credentials.json" "$KMSGW_DATA_DIR/credentials.json"
+  fi
 else
   KMSGW_CONFIG=$(abspath "$KMSGW_CONFIG")
   export KMSGW_CONFIG

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { errorMiddleware } from './api/error-middleware.js';
-import { kmsJsonRouter } from './api/kms-json.js';
+import { kmsJsonRouter, type AuthDeps } from './api/kms-json.js';
 import { UnknownOperationException } from './errors.js';
 import type { Hsm } from './hsm/hsm.js';
 import type { KeyStore } from './keys/key-store.js';
@@ -18,6 +18,7 @@ export interface AppDeps {
   keys: KeyStore;
   hsm: Hsm;
   log: Logger;
+  auth: AuthDeps;
   operations?: ReadonlyMap<string, Operation>;
 }
 
@@ -30,7 +31,7 @@ export function createApp(deps: AppDeps): Express {
     res.set('x-amzn-RequestId', randomUUID());
     next();
   });
-  app.use(kmsJsonRouter(deps.operations ?? defaultOperations, { keys: deps.keys, hsm: deps.hsm }));
+  app.use(kmsJsonRouter(deps.operations ?? defaultOperations, { keys: deps.keys, hsm: deps.hsm }, deps.auth));
   // Anything that is not `POST /` is not a KMS call.
   app.use(() => {
     throw new UnknownOperationException();

@@ -6,6 +6,7 @@
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
 import { createApp } from './app.js';
+import { AllowAllAuthorizer, HeaderShapeAuthenticator } from './auth/placeholder.js';
 import { readPin, type Config } from './config/config.js';
 import type { Hsm } from './hsm/hsm.js';
 import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm.js';
@@ -40,7 +41,9 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
     const keys = new KeyStore(config, hsm, { clock: opts.clock, refreshMs: config.state.refreshMs, log });
     await keys.init(config);
     keys.start();
-    const app = createApp({ keys, hsm, log });
+    const authenticator = new HeaderShapeAuthenticator();
+    const authorizer = new AllowAllAuthorizer();
+    const app = createApp({ keys, hsm, log, auth: { authenticator, authorizer } });
     const server = createServer(app);
     // While stopping, answers in flight close their connection behind them.
     let closing = false;

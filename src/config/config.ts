@@ -47,6 +47,42 @@ const keyEntry = z
   })
   .strict();
 
+/**
+ * A key policy, modelled on KMS key policies. `resources` names the keys it
+ * governs: key ids, alias names, or alias patterns with `*` (`alias/app-*`);
+ * `*` alone is every key and the account-level actions (CreateKey, ListKeys,
+ * ListAliases, GenerateRandom).
+ */
+const policyStatement = z
+  .object({
+    Sid: z.string().min(1).optional(),
+    Effect: z.enum(['Allow', 'Deny']),
+    Principal: z.union([z.literal('*'), z.array(z.string().min(1)).min(1)]),
+    Action: z.array(z.string().regex(/^kms:[A-Za-z*]+$/, 'must look like kms:Encrypt or kms:GenerateDataKey*')).min(1),
+    Condition: z
+      .partialRecord(
+        z.enum(['StringEquals', 'StringLike']),
+        z.record(
+          z.string().regex(/^kms:EncryptionContext:.+$/, 'only kms:EncryptionContext:<key> conditions are supported'),
+          z.union([z.string(), z.array(z.string()).min(1)]),
+        ),
+      )
+      .optional(),
+  })
+  .strict();
+
+const policyEntry = z
+  .object({
+    resources: z.array(z.string().min(1)).min(1),
+    statements: z.array(policyStatement).min(1),
+  })
+  .strict();
+
+export type PolicyConfig = z.infer<typeof policyEntry>;
+export type PolicyStatement = z.infer<typeof policyStatement>;
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
 const configSchema = z
   .object({
     region: z
@@ -58,9 +94,30 @@ const configSchema = z
       .object({
         host: z.string().min(1).default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8080),
+        /** HTTPS. Without it the gateway listens only on a loopback address (development). */
+        tls: z
+          .object({
+            certFile: z.string().min(1),
+            keyFile: z.string().min(1),
+            /** CA bundle that client certificates must chain to; with it, clients must present one. */
+            clientCaFile: z.string().min(1).optional(),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .default({ host: '127.0.0.1', port: 8080 }),
+    /** Who may call: access keys and their principals live in a separate secrets file. */
+    auth: z
+      .object({
+        /** JSON credentials file (see README); refused when readable by group or others. */
+        credentialsFile: z.string().min(1),
+      })
+      .strict(),
+    /** Key policies: which principals may do which actions on which keys. */
+    policies: z.array(policyEntry).default([]),
+    /** One JSON line per request; to `file`, or to stdout when absent. */
+    audit: z.object({ file: z.string().min(1).optional() }).strict().default({}),
     hsm: z
       .object({
         module: z.string().min(1),
@@ -85,6 +142,12 @@ const configSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.listen.tls === undefined && !LOOPBACK.test(c.listen.host))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['listen', 'tls'],
+        message: `plain HTTP is only for a loopback address; listening on ${c.listen.host} needs tls`,
+      });
     const ids = new Set<string>();
     const aliases = new Set<string>();
     c.keys.forEach((k, i) => {

@@ -4,7 +4,7 @@
  * port, plus clients configured the way the README's quickstart is.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
@@ -28,6 +28,9 @@ export function makeToken(label = 'kmsgw-it'): TokenDir {
   const base = process.env['KMSGW_TEST_TMP'] ?? tmpdir();
   const dir = join(mkdtempSync(join(base, 'gw-')), 'hsm');
   execFileSync(join(ROOT, 'softhsm', 'init-token.sh'), [dir, label], { stdio: 'ignore' });
+  // The demo principal, installed as `make run` installs it (private copy).
+  copyFileSync(join(ROOT, 'config', 'demo-credentials.json'), join(dir, 'credentials.json'));
+  chmodSync(join(dir, 'credentials.json'), 0o600);
   return { dir, conf: join(dir, 'softhsm2.conf'), pinFile: join(dir, 'pin'), label };
 }
 
