@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
+import { auditMiddleware, type AuditSink } from './api/audit.js';
 import { errorMiddleware } from './api/error-middleware.js';
 import { kmsJsonRouter, type AuthDeps } from './api/kms-json.js';
 import { UnknownOperationException } from './errors.js';
@@ -19,6 +20,8 @@ export interface AppDeps {
   hsm: Hsm;
   log: Logger;
   auth: AuthDeps;
+  /** Where the audit log's lines go (api/audit.ts). */
+  audit: AuditSink;
   operations?: ReadonlyMap<string, Operation>;
 }
 
@@ -26,6 +29,8 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // First, so every request gets its audit line, whatever answers it.
+  app.use(auditMiddleware(deps.audit));
   app.use(helmet());
   app.use((_req, res, next) => {
     res.set('x-amzn-RequestId', randomUUID());

@@ -36,6 +36,16 @@ export class MissingAuthenticationTokenException extends ClientFault {
   }
 }
 export class IncompleteSignatureException extends ClientFault {}
+/** A signature that does not verify, a credential scope for another region or service, or a date outside the 5-minute window. */
+export class InvalidSignatureException extends ClientFault {}
+/** An access key id the gateway does not know (or a session token: there is no STS here). */
+export class UnrecognizedClientException extends ClientFault {
+  constructor(message = 'The security token included in the request is invalid.') {
+    super(message);
+  }
+}
+/** A policy refuses the caller (src/auth/policy.ts); KMS answers it with 400. */
+export class AccessDeniedException extends ClientFault {}
 export class NotFoundException extends ClientFault {}
 export class CustomKeyStoreNotFoundException extends ClientFault {}
 export class DisabledException extends ClientFault {}

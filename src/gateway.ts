@@ -5,9 +5,15 @@
  */
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import { readFileSync, statSync } from 'node:fs';
+import { openAuditSink } from './api/audit.js';
+import { answerClientErrors } from './api/client-errors.js';
 import { createApp } from './app.js';
-import { AllowAllAuthorizer, HeaderShapeAuthenticator } from './auth/placeholder.js';
-import { readPin, type Config } from './config/config.js';
+import { CredentialStore } from './auth/credentials.js';
+import { SigV4Authenticator } from './auth/sigv4.js';
+import { PolicyAuthorizer } from './auth/policy.js';
+import { ConfigError, readPin, type Config } from './config/config.js';
 import type { Hsm } from './hsm/hsm.js';
 import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm.js';
 import { KeyStore, type Clock } from './keys/key-store.js';
@@ -28,23 +34,86 @@ export interface GatewayOptions {
   clock?: Clock;
 }
 
+type TlsConfig = NonNullable<Config['listen']['tls']>;
+
+/** Reads one file named by `listen.tls.<field>`; failures name the field. */
+function readTlsFile(field: keyof TlsConfig, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new ConfigError(`listen.tls.${field}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
+}
+
+/**
+ * The TLS material, read before the token is opened. The private key file
+ * is refused when group or others may read it, as the PIN file is.
+ */
+function readTls(tls: TlsConfig): { cert: Buffer; key: Buffer; ca?: Buffer } {
+  let mode: number;
+  try {
+    mode = statSync(tls.keyFile).mode;
+  } catch (e) {
+    throw new ConfigError(`listen.tls.keyFile: cannot read ${tls.keyFile} (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
+  if ((mode & 0o077) !== 0)
+    throw new ConfigError(`listen.tls.keyFile: ${tls.keyFile} is readable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+  const out: { cert: Buffer; key: Buffer; ca?: Buffer } = { cert: readTlsFile('certFile', tls.certFile), key: readTlsFile('keyFile', tls.keyFile) };
+  if (tls.clientCaFile !== undefined) out.ca = readTlsFile('clientCaFile', tls.clientCaFile);
+  return out;
+}
+
 export async function startGateway(config: Config, log: Logger, opts: GatewayOptions = {}): Promise<RunningGateway> {
   const env = opts.env ?? process.env;
-  const hsm = await Pkcs11Hsm.open({
-    module: config.hsm.module,
-    token: config.hsm.token,
-    pin: readPin(config.hsm.pin, env),
-    sessionPoolSize: config.hsm.sessionPoolSize,
-    log,
-  });
+  // Files first: a bad TLS or audit path stops start-up before the token is touched.
+  const tls = config.listen.tls === undefined ? undefined : readTls(config.listen.tls);
+  // The credentials file too (refused when group or others may read it); followed once listening.
+  const credentials = CredentialStore.load(config.auth.credentialsFile, log);
+  const audit = openAuditSink(config.audit.file, log);
+  let hsm: Hsm;
+  try {
+    hsm = await Pkcs11Hsm.open({
+      module: config.hsm.module,
+      token: config.hsm.token,
+      pin: readPin(config.hsm.pin, env),
+      sessionPoolSize: config.hsm.sessionPoolSize,
+      log,
+    });
+  } catch (e) {
+    await audit.close();
+    throw e;
+  }
   try {
     const keys = new KeyStore(config, hsm, { clock: opts.clock, refreshMs: config.state.refreshMs, log });
     await keys.init(config);
     keys.start();
-    const authenticator = new HeaderShapeAuthenticator();
-    const authorizer = new AllowAllAuthorizer();
-    const app = createApp({ keys, hsm, log, auth: { authenticator, authorizer } });
-    const server = createServer(app);
+    const authenticator = new SigV4Authenticator({ region: config.region, credentials });
+    const authorizer = new PolicyAuthorizer(config.policies, config.accountId);
+    const app = createApp({ keys, hsm, log, auth: { authenticator, authorizer }, audit });
+    // Slow clients do not hold sockets forever: a request (headers and body)
+    // must arrive within requestTimeoutMs, its headers within 10 s of it, a
+    // TLS handshake too; the deadlines are checked every second (Node's
+    // default check runs only every 30 s).
+    const requestTimeout = config.listen.requestTimeoutMs;
+    const headersTimeout = Math.min(10_000, requestTimeout);
+    // requireHostHeader off: a request without Host gets the app's KMS error
+    // (its signature cannot verify) rather than Node's bare 400.
+    const timeouts = { requestTimeout, headersTimeout, connectionsCheckingInterval: Math.min(1_000, requestTimeout), requireHostHeader: false };
+    const server: Server =
+      tls === undefined
+        ? createServer(timeouts, app)
+        : createTlsServer(
+            {
+              ...timeouts,
+              cert: tls.cert,
+              key: tls.key,
+              minVersion: 'TLSv1.2',
+              handshakeTimeout: headersTimeout,
+              // With a client CA, a client without a certificate that chains to it is refused in the handshake.
+              ...(tls.ca === undefined ? {} : { ca: tls.ca, requestCert: true, rejectUnauthorized: true }),
+            },
+            app,
+          );
     // While stopping, answers in flight close their connection behind them.
     let closing = false;
     server.on('request', (req, res) => {
@@ -52,26 +121,27 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
         if (closing) req.socket.end();
       });
     });
-    // Slow clients do not hold sockets forever.
-    server.requestTimeout = 30_000;
-    server.headersTimeout = 10_000;
     server.keepAliveTimeout = 65_000;
+    answerClientErrors(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.listen.port, config.listen.host, () => resolve());
     });
     const port = (server.address() as AddressInfo).port;
+    // Reload on SIGHUP and on file change from now on.
+    credentials.start();
     const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
     return {
       server,
       port,
-      url: `http://${host}:${port}`,
+      url: `${tls === undefined ? 'http' : 'https'}://${host}:${port}`,
       hsm,
       keys,
       async close() {
         // Stop accepting, let requests in flight finish (idle keep-alive
         // sockets are closed now, busy ones after a grace period).
         closing = true;
+        credentials.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();
@@ -79,10 +149,12 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
         });
         await keys.stop();
         await hsm.close();
+        await audit.close();
       },
     };
   } catch (e) {
     await hsm.close();
+    await audit.close();
     throw e;
   }
 }

@@ -41,7 +41,7 @@ export function kmsJsonRouter(operations: ReadonlyMap<string, Operation>, ctx: O
     audit.operation = name;
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const queryAt = req.originalUrl.indexOf('?');
-    const principal = auth.authenticator.authenticate({
+    const principal = await auth.authenticator.authenticate({
       method: req.method,
       path: queryAt < 0 ? req.originalUrl : req.originalUrl.slice(0, queryAt),
       query: queryAt < 0 ? '' : req.originalUrl.slice(queryAt + 1),

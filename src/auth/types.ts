@@ -28,10 +28,10 @@ export interface SignedRequest {
 
 export interface Authenticator {
   /**
-   * The principal who signed the request. Throws MissingAuthenticationTokenException,
+   * The principal who signed the request. Throws (or rejects with) MissingAuthenticationTokenException,
    * IncompleteSignatureException, InvalidSignatureException or UnrecognizedClientException.
    */
-  authenticate(req: SignedRequest): Principal;
+  authenticate(req: SignedRequest): Principal | Promise<Principal>;
 }
 
 /** One permission a request needs: an action, on a key (or on the account when there is none). */

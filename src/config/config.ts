@@ -94,6 +94,8 @@ const configSchema = z
       .object({
         host: z.string().min(1).default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8080),
+        /** A request's headers and body must arrive within this; slow or stalled clients are cut off. */
+        requestTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
         /** HTTPS. Without it the gateway listens only on a loopback address (development). */
         tls: z
           .object({
@@ -106,7 +108,7 @@ const configSchema = z
           .optional(),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 8080 }),
+      .default({ host: '127.0.0.1', port: 8080, requestTimeoutMs: 30_000 }),
     /** Who may call: access keys and their principals live in a separate secrets file. */
     auth: z
       .object({

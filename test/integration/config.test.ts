@@ -141,11 +141,14 @@ describe('gateway start-up configuration', function () {
   });
 
   it('KMSGW_PORT overrides listen.port and ${KMSGW_DATA_DIR} is substituted', async () => {
-    // A data dir other than the token dir, holding only a copy of the PIN:
-    // the gateway can log in only if the file's ${KMSGW_DATA_DIR} became this dir.
+    // A data dir other than the token dir, holding only copies of the PIN and
+    // the credentials file: the gateway can log in only if the file's
+    // ${KMSGW_DATA_DIR} became this dir.
     const dataDir = mkdtempSync(join(process.env['KMSGW_TEST_TMP'] ?? tmpdir(), 'datadir-'));
     copyFileSync(token.pinFile, join(dataDir, 'pin'));
     chmodSync(join(dataDir, 'pin'), 0o600);
+    copyFileSync(join(token.dir, 'credentials.json'), join(dataDir, 'credentials.json'));
+    chmodSync(join(dataDir, 'credentials.json'), 0o600);
     const config = aesOnlyConfig();
     expect(config['hsm']['pin']).to.deep.equal({ file: '${KMSGW_DATA_DIR}/pin' });
     config['listen'] = { host: '127.0.0.1', port: 1 };

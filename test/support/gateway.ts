@@ -8,6 +8,8 @@ import { chmodSync, copyFileSync, mkdtempSync, writeFileSync, readFileSync } fro
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
+import { Sha256 } from '@smithy/core/checksum';
+import { SignatureV4 } from '@smithy/signature-v4';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 export const REGION = 'us-east-1';
@@ -148,23 +150,77 @@ export function awsCliEnv(): NodeJS.ProcessEnv {
   };
 }
 
-/** Sends a raw request (for framing tests that the SDK would never send). */
+export interface SignOptions {
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  sessionToken?: string;
+  region?: string;
+  service?: string;
+  /** When the request is signed (X-Amz-Date); now by default. */
+  signingDate?: Date;
+}
+
+/**
+ * Signs a request for the gateway with SigV4 as the SDKs do (the demo
+ * credentials unless told otherwise); returns the headers to send, Host
+ * left out (fetch sets it from the URL, with the same value).
+ */
+export async function signHeaders(
+  url: string,
+  req: { method: string; headers: Record<string, string>; body?: string | Uint8Array | undefined },
+  opts: SignOptions = {},
+): Promise<Record<string, string>> {
+  const u = new URL(url);
+  const signer = new SignatureV4({
+    credentials: {
+      accessKeyId: opts.accessKeyId ?? DEMO_ACCESS_KEY_ID,
+      secretAccessKey: opts.secretAccessKey ?? DEMO_SECRET,
+      ...(opts.sessionToken === undefined ? {} : { sessionToken: opts.sessionToken }),
+    },
+    region: opts.region ?? REGION,
+    service: opts.service ?? 'kms',
+    sha256: Sha256,
+  });
+  const query: Record<string, string> = {};
+  u.searchParams.forEach((v, k) => (query[k] = v));
+  const signed = await signer.sign(
+    {
+      method: req.method,
+      protocol: u.protocol,
+      hostname: u.hostname,
+      path: u.pathname,
+      query,
+      headers: { ...req.headers, host: u.host },
+      body: req.body,
+    },
+    { signingDate: opts.signingDate ?? new Date() },
+  );
+  const out = { ...(signed.headers as Record<string, string>) };
+  delete out['host'];
+  return out;
+}
+
+/**
+ * Sends a raw request (for framing tests that the SDK would never send),
+ * signed with the demo credentials unless `signed: false` or an
+ * `authorization` header of its own is given.
+ */
 export async function rawRequest(
   url: string,
-  init: { method?: string; target?: string; body?: string; headers?: Record<string, string>; signed?: boolean },
+  init: { method?: string; target?: string; body?: string; headers?: Record<string, string>; signed?: boolean; sign?: SignOptions },
 ): Promise<{ status: number; headers: Headers; body: Record<string, unknown> | undefined; text: string }> {
-  const headers: Record<string, string> = { 'content-type': 'application/x-amz-json-1.1', ...init.headers };
+  let headers: Record<string, string> = { 'content-type': 'application/x-amz-json-1.1', ...init.headers };
   if (init.target !== undefined) headers['x-amz-target'] = init.target;
-  if (init.signed !== false && headers['authorization'] === undefined)
-    headers['authorization'] = `AWS4-HMAC-SHA256 Credential=${DEMO_ACCESS_KEY_ID}/20260101/${REGION}/kms/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=${'0'.repeat(64)}`;
   const method = init.method ?? 'POST';
-  const res = await fetch(url, { method, headers, body: method === 'GET' || method === 'HEAD' ? undefined : (init.body ?? '{}') });
+  const body = method === 'GET' || method === 'HEAD' ? undefined : (init.body ?? '{}');
+  if (init.signed !== false && headers['authorization'] === undefined) headers = await signHeaders(url, { method, headers, body }, init.sign);
+  const res = await fetch(url, { method, headers, body });
   const text = await res.text();
-  let body: Record<string, unknown> | undefined;
+  let parsed: Record<string, unknown> | undefined;
   try {
-    body = JSON.parse(text) as Record<string, unknown>;
+    parsed = JSON.parse(text) as Record<string, unknown>;
   } catch {
-    body = undefined;
+    parsed = undefined;
   }
-  return { status: res.status, headers: res.headers, body, text };
+  return { status: res.status, headers: res.headers, body: parsed, text };
 }
