@@ -28,6 +28,13 @@ describe('the config file', () => {
     });
   }
 
+  it('accepts the example in the README, so the README stays in step with the schema', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const example = /## Configuration[\s\S]*?```json\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(example, 'a json block under ## Configuration').to.be.a('string');
+    expect(parseConfig(JSON.parse(example as string), src).keys).to.have.length(1);
+  });
+
   it('puts the data directory where the default says ${KMSGW_DATA_DIR}', () => {
     expect(parseConfig(base(), src).hsm.pin.file).to.equal('/var/lib/kmsgw/pin');
   });
