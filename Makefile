@@ -44,6 +44,10 @@ test-deps: deps
 	@if ! command -v aws >/dev/null 2>&1; then \
 	  $(call apt_install,awscli); \
 	fi
+	@# The TLS tests make a throwaway CA and certificates with openssl.
+	@if ! command -v openssl >/dev/null 2>&1; then \
+	  $(call apt_install,openssl); \
+	fi
 
 # $(call apt_install,PACKAGES...)
 define apt_install
