@@ -13,10 +13,8 @@ import { RSA_KEY_SPECS, type RsaKeySpec } from '../config/config.js';
 import { DryRunOperationException, UnsupportedOperationException } from '../errors.js';
 import type { Hsm } from '../hsm/hsm.js';
 import type { EncryptionContext } from '../keys/encryption-context.js';
-import { encryptSymmetric } from '../keys/key-crypto.js';
 import type { KeyStore } from '../keys/key-store.js';
-import { takeBase64 } from './decrypt-any.js';
-import { assertDataKeyWrapper, RECIPIENT_UNSUPPORTED } from './generate-data-key.js';
+import { assertDataKeyWrapper, RECIPIENT_UNSUPPORTED, sealSecret } from './generate-data-key.js';
 import { defineOperation } from './operation.js';
 import { awsBoolean, awsEnum, awsString, awsStructure, encryptionContext, grantTokens } from './schema.js';
 
@@ -70,17 +68,13 @@ export async function makeDataKeyPair(
   if (req.Recipient !== undefined) throw new UnsupportedOperationException(RECIPIENT_UNSUPPORTED);
   if (req.DryRun === true) throw new DryRunOperationException();
   const { privateKeyPkcs8, publicKeySpki } = await hsm.generateDataKeyPair(spec);
-  try {
-    const blob = await encryptSymmetric(hsm, key, privateKeyPkcs8, req.EncryptionContext);
-    const response: Record<string, unknown> = { PrivateKeyCiphertextBlob: blob.toString('base64') };
-    if (withPlaintext) response['PrivateKeyPlaintext'] = takeBase64(privateKeyPkcs8);
-    response['PublicKey'] = publicKeySpki.toString('base64');
-    response['KeyId'] = key.arn;
-    response['KeyPairSpec'] = spec;
-    return response;
-  } finally {
-    privateKeyPkcs8.fill(0);
-  }
+  const sealed = await sealSecret(hsm, key, privateKeyPkcs8, req.EncryptionContext, withPlaintext);
+  const response: Record<string, unknown> = { PrivateKeyCiphertextBlob: sealed.ciphertext };
+  if (sealed.plaintext !== undefined) response['PrivateKeyPlaintext'] = sealed.plaintext;
+  response['PublicKey'] = publicKeySpki.toString('base64');
+  response['KeyId'] = key.arn;
+  response['KeyPairSpec'] = spec;
+  return response;
 }
 
 export const generateDataKeyPair = defineOperation(

@@ -92,15 +92,30 @@ export async function makeDataKey(
   if (req.Recipient !== undefined) throw new UnsupportedOperationException(RECIPIENT_UNSUPPORTED);
   if (req.DryRun === true) throw new DryRunOperationException();
   const length = req.NumberOfBytes ?? DATA_KEY_BYTES[req.KeySpec ?? 'AES_256'];
-  const plaintext = await hsm.random(length);
+  const sealed = await sealSecret(hsm, key, await hsm.random(length), req.EncryptionContext, withPlaintext);
+  const response: Record<string, unknown> = { CiphertextBlob: sealed.ciphertext };
+  if (sealed.plaintext !== undefined) response['Plaintext'] = sealed.plaintext;
+  response['KeyId'] = key.arn;
+  return response;
+}
+
+/**
+ * A secret made for the caller (a data key, a key pair's private half),
+ * encrypted under the KMS key as Encrypt would, returned base64 with its
+ * plaintext when asked. The secret's buffer is wiped whatever happens.
+ */
+export async function sealSecret(
+  hsm: Hsm,
+  key: KmsKey,
+  secret: Buffer,
+  context: EncryptionContext | undefined,
+  withPlaintext: boolean,
+): Promise<{ ciphertext: string; plaintext?: string }> {
   try {
-    const blob = await encryptSymmetric(hsm, key, plaintext, req.EncryptionContext);
-    const response: Record<string, unknown> = { CiphertextBlob: blob.toString('base64') };
-    if (withPlaintext) response['Plaintext'] = takeBase64(plaintext);
-    response['KeyId'] = key.arn;
-    return response;
+    const blob = await encryptSymmetric(hsm, key, secret, context);
+    return withPlaintext ? { ciphertext: blob.toString('base64'), plaintext: takeBase64(secret) } : { ciphertext: blob.toString('base64') };
   } finally {
-    plaintext.fill(0);
+    secret.fill(0);
   }
 }
 

@@ -16,7 +16,7 @@ import {
   type KMSClient,
   type ListAliasesCommandInput,
 } from '@aws-sdk/client-kms';
-import { defaultConfig, keyArn, kmsClient, rawRequest, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { defaultConfig, keyArn, kmsClient, rawRequest, startGateway, tableKey, type GatewayProcess } from '../support/gateway.js';
 import { expectClientError, failure } from '../support/sdk-errors.js';
 
 const AES = '0b5e6a1c-7d43-4f0e-9a35-2c8d1e6f4a01';
@@ -59,14 +59,7 @@ describe('Aliases through @aws-sdk/client-kms', function () {
   before(async function () {
     const config = defaultConfig();
     const keys = config['keys'] as unknown[];
-    const aes = (keyId: string, label: string, enabled = true, aliases: string[] = []) => ({
-      keyId,
-      aliases,
-      keySpec: 'SYMMETRIC_DEFAULT',
-      pkcs11: { label },
-      enabled,
-      createIfMissing: true,
-    });
+    const aes = (keyId: string, label: string, enabled = true, aliases: string[] = []) => tableKey(keyId, label, { enabled, aliases });
     keys.push(
       aes(AES_B, 'kmsgw-it-alias-b'),
       aes(AES_C, 'kmsgw-it-alias-c'),

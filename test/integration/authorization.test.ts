@@ -18,7 +18,7 @@ import {
   ListKeysCommand,
   ScheduleKeyDeletionCommand,
 } from '@aws-sdk/client-kms';
-import { defaultConfig, keyArn, kmsClient, makeToken, REGION, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { defaultConfig, keyArn, kmsClient, makeToken, REGION, startGateway, tableKey, type GatewayProcess } from '../support/gateway.js';
 import { expectClientError, failure } from '../support/sdk-errors.js';
 
 const DEMO_AES = '0b5e6a1c-7d43-4f0e-9a35-2c8d1e6f4a01';
@@ -60,13 +60,7 @@ describe('per-key permissions through a real gateway (SigV4 principals, key poli
     chmodSync(credentials, 0o600);
 
     const config = defaultConfig();
-    const aes = (keyId: string, alias: string) => ({
-      keyId,
-      aliases: [alias],
-      keySpec: 'SYMMETRIC_DEFAULT',
-      pkcs11: { label: `kmsgw-it-${alias.slice('alias/'.length)}` },
-      createIfMissing: true,
-    });
+    const aes = (keyId: string, alias: string) => tableKey(keyId, `kmsgw-it-${alias.slice('alias/'.length)}`, { aliases: [alias] });
     (config['keys'] as unknown[]).push(aes(OPEN, 'alias/it-open'), aes(CONTEXT, 'alias/it-context'), aes(LOCKED, 'alias/it-locked'));
     config['policies'] = [
       {

@@ -19,7 +19,7 @@ import {
   type ListKeyRotationsCommandInput,
   type RotationsListEntry,
 } from '@aws-sdk/client-kms';
-import { defaultConfig, keyArn, kmsClient, rawRequest, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { defaultConfig, keyArn, kmsClient, rawRequest, startGateway, tableKey, type GatewayProcess } from '../support/gateway.js';
 import { expectClientError, failure } from '../support/sdk-errors.js';
 
 const RSA_2048 = '0b5e6a1c-7d43-4f0e-9a35-2c8d1e6f4a02';
@@ -38,13 +38,7 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 /** Symmetric blob layout (README): the material version is a uint32 at offset 17. */
 const materialVersion = (blob: Uint8Array | undefined): number => Buffer.from(blob as Uint8Array).readUInt32BE(17);
 
-const aesKey = (keyId: string, label: string, enabled = true) => ({
-  keyId,
-  keySpec: 'SYMMETRIC_DEFAULT',
-  pkcs11: { label },
-  enabled,
-  createIfMissing: true,
-});
+const aesKey = (keyId: string, label: string, enabled = true) => tableKey(keyId, label, { enabled });
 
 function clients(getKms: () => KMSClient) {
   const kms = () => getKms();

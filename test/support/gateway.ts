@@ -62,6 +62,26 @@ export function defaultConfig(): Record<string, unknown> {
   return JSON.parse(readFileSync(join(ROOT, 'config', 'default.json'), 'utf8')) as Record<string, unknown>;
 }
 
+/**
+ * A key-table entry for a test config: by default an AES-256 key that the
+ * gateway creates on the token at first start under `label`.
+ */
+export function tableKey(
+  keyId: string,
+  label: string,
+  opts: { aliases?: string[]; enabled?: boolean; keySpec?: string; description?: string; createIfMissing?: boolean } = {},
+): Record<string, unknown> {
+  return {
+    keyId,
+    aliases: opts.aliases ?? [],
+    keySpec: opts.keySpec ?? 'SYMMETRIC_DEFAULT',
+    ...(opts.description === undefined ? {} : { description: opts.description }),
+    enabled: opts.enabled ?? true,
+    pkcs11: { label },
+    createIfMissing: opts.createIfMissing ?? true,
+  };
+}
+
 export async function startGateway(opts: StartOptions = {}): Promise<GatewayProcess> {
   const token = opts.token ?? makeToken('kmsgw-dev');
   const configPath = join(token.dir, '..', 'config.json');
