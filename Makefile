@@ -1,7 +1,7 @@
 # kms-hsm-gateway
 #
 #   make deps       install softhsm2 (apt) and npm dependencies if missing
-#   make test-deps  deps + AWS CLI (apt: awscli) if `aws` is not on PATH
+#   make test-deps  deps + the Debian packages the tests use, when missing (see test-deps)
 #   make build      compile src/ and test/ to dist/ (tsc)
 #   make run        build, then scripts/run.sh (gateway on 127.0.0.1:8080)
 #   make test       build, then scripts/test.sh (mocha over dist/test)
@@ -40,13 +40,26 @@ WANT_AWSCLI := $(if $(filter test test-deps,$(MAKECMDGOALS)),yes)
 deps: system-deps npm-deps
 	@:
 
+# The Debian packages the tests need, each only when missing (checked by
+# command or file), fetched in one apt run:
+#   awscli           the AWS CLI tests, when no `aws` is on the PATH
+#   openssl          the TLS tests' throwaway CA; the container entrypoint's certificates
+#   prometheus       promtool (rule checks, rule unit tests) and the server the scrape test runs
+#   docker-compose   `docker-compose config` validates docker-compose.yml (no Docker engine needed)
+#   p11-kit          `p11-kit server`: the network-HSM tests export the token on a unix socket
+#   p11-kit-modules  p11-kit-client.so, the gateway's PKCS#11 module in those tests
+#   opensc           pkcs11-tool: deletes key objects behind the gateway's back
 test-deps: deps
-	@if ! command -v aws >/dev/null 2>&1; then \
-	  $(call apt_install,awscli); \
-	fi
-	@# The TLS tests make a throwaway CA and certificates with openssl.
-	@if ! command -v openssl >/dev/null 2>&1; then \
-	  $(call apt_install,openssl); \
+	@missing=""; \
+	command -v aws >/dev/null 2>&1 || missing="$$missing awscli"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	command -v p11-kit >/dev/null 2>&1 || missing="$$missing p11-kit"; \
+	ls /usr/lib/*/pkcs11/p11-kit-client.so >/dev/null 2>&1 || missing="$$missing p11-kit-modules"; \
+	command -v pkcs11-tool >/dev/null 2>&1 || missing="$$missing opensc"; \
+	if [ -n "$$missing" ]; then \
+	  $(call apt_install,$${missing# }); \
 	fi
 
 # $(call apt_install,PACKAGES...)

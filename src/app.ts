@@ -7,11 +7,14 @@ import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { auditMiddleware, type AuditSink } from './api/audit.js';
 import { errorMiddleware } from './api/error-middleware.js';
+import { healthRouter, type ReadinessCheck } from './api/health.js';
 import { kmsJsonRouter, type AuthDeps } from './api/kms-json.js';
+import { requestMetrics } from './api/request-metrics.js';
 import { UnknownOperationException } from './errors.js';
 import type { Hsm } from './hsm/hsm.js';
 import type { KeyStore } from './keys/key-store.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics/metrics.js';
 import type { Operation } from './operations/operation.js';
 import { operations as defaultOperations } from './operations/registry.js';
 
@@ -22,6 +25,10 @@ export interface AppDeps {
   auth: AuthDeps;
   /** Where the audit log's lines go (api/audit.ts). */
   audit: AuditSink;
+  /** The gateway's metrics: KMS requests are observed here (api/request-metrics.ts), /metrics exports the registry. */
+  metrics: Metrics;
+  /** What GET /readyz answers (api/health.ts): key state loaded and HSM ready. */
+  ready: ReadinessCheck;
   operations?: ReadonlyMap<string, Operation>;
 }
 
@@ -29,13 +36,17 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  // First, so every request gets its audit line, whatever answers it.
-  app.use(auditMiddleware(deps.audit));
   app.use(helmet());
+  // GET /metrics, /healthz, /readyz: before the audit log and SigV4 (scrapes
+  // and probes are neither KMS calls nor signed).
+  app.use(healthRouter({ registry: deps.metrics.registry, ready: deps.ready }));
+  // Before the KMS framing, so every other request gets its audit line, whatever answers it.
+  app.use(auditMiddleware(deps.audit));
   app.use((_req, res, next) => {
     res.set('x-amzn-RequestId', randomUUID());
     next();
   });
+  app.post('/', requestMetrics(deps.metrics));
   app.use(kmsJsonRouter(deps.operations ?? defaultOperations, { keys: deps.keys, hsm: deps.hsm }, deps.auth));
   // Anything that is not `POST /` is not a KMS call.
   app.use(() => {

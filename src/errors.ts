@@ -91,6 +91,17 @@ export class KMSInternalException extends ServerFault {
 }
 export class KeyUnavailableException extends ServerFault {
   readonly status = 500;
+  /**
+   * true when the token itself is unreachable (session, login, device or
+   * module lost), false when only one key's object is missing. Token faults
+   * count toward the circuit breaker; a missing key object does not. Never
+   * on the wire.
+   */
+  readonly tokenFault: boolean;
+  constructor(message?: string, opts: { tokenFault?: boolean } = {}) {
+    super(message);
+    this.tokenFault = opts.tokenFault ?? false;
+  }
 }
 export class DependencyTimeoutException extends ServerFault {
   readonly status = 503;

@@ -14,17 +14,21 @@ import { CredentialStore } from './auth/credentials.js';
 import { SigV4Authenticator } from './auth/sigv4.js';
 import { PolicyAuthorizer } from './auth/policy.js';
 import { ConfigError, readPin, type Config } from './config/config.js';
-import type { Hsm } from './hsm/hsm.js';
-import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm.js';
+import type { GuardedHsm } from './hsm/guarded-hsm.js';
+import { openPkcs11Hsm } from './hsm/pkcs11/open.js';
+import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { KeyStore, type Clock } from './keys/key-store.js';
+import { startKeyLoader, type KeyLoader } from './keys/key-loader.js';
+import { readinessCheck } from './api/health.js';
 import type { Logger } from './log.js';
 
 export interface RunningGateway {
   server: Server;
   url: string;
   port: number;
-  hsm: Hsm;
+  hsm: GuardedHsm;
   keys: KeyStore;
+  metrics: Metrics;
   close(): Promise<void>;
 }
 
@@ -70,26 +74,29 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
   // The credentials file too (refused when group or others may read it); followed once listening.
   const credentials = CredentialStore.load(config.auth.credentialsFile, log);
   const audit = openAuditSink(config.audit.file, log);
-  let hsm: Hsm;
+  const metrics = createMetrics();
+  let hsm: GuardedHsm;
   try {
-    hsm = await Pkcs11Hsm.open({
-      module: config.hsm.module,
-      token: config.hsm.token,
-      pin: readPin(config.hsm.pin, env),
-      sessionPoolSize: config.hsm.sessionPoolSize,
-      log,
-    });
+    // Never fails for an unreachable token: the gateway starts and becomes ready when the token appears.
+    hsm = await openPkcs11Hsm(config.hsm, readPin(config.hsm.pin, env), log, metrics);
   } catch (e) {
     await audit.close();
     throw e;
   }
+  let loader: KeyLoader | undefined;
   try {
     const keys = new KeyStore(config, hsm, { clock: opts.clock, refreshMs: config.state.refreshMs, log });
-    await keys.init(config);
-    keys.start();
+    // One attempt now (a healthy token serves from the first request on); when
+    // the token is unreachable the gateway listens anyway, every KMS request
+    // answers KeyUnavailableException and the load (with the seeding of the
+    // config's keys) is retried in the background until it succeeds; then the
+    // KeyStore's refresh starts.
+    loader = await startKeyLoader({ keys, config, log, retryMs: config.hsm.probeIntervalMs, gauge: metrics.keyStateLoaded });
+    const keyLoader = loader;
     const authenticator = new SigV4Authenticator({ region: config.region, credentials });
     const authorizer = new PolicyAuthorizer(config.policies, config.accountId);
-    const app = createApp({ keys, hsm, log, auth: { authenticator, authorizer }, audit });
+    const ready = readinessCheck(keys, hsm);
+    const app = createApp({ keys, hsm, log, auth: { authenticator, authorizer }, audit, metrics, ready });
     // Slow clients do not hold sockets forever: a request (headers and body)
     // must arrive within requestTimeoutMs, its headers within 10 s of it, a
     // TLS handshake too; the deadlines are checked every second (Node's
@@ -137,6 +144,7 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
       url: `${tls === undefined ? 'http' : 'https'}://${host}:${port}`,
       hsm,
       keys,
+      metrics,
       async close() {
         // Stop accepting, let requests in flight finish (idle keep-alive
         // sockets are closed now, busy ones after a grace period).
@@ -147,12 +155,14 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
           server.closeIdleConnections();
           setTimeout(() => server.closeAllConnections(), 5_000).unref();
         });
+        await keyLoader.stop();
         await keys.stop();
         await hsm.close();
         await audit.close();
       },
     };
   } catch (e) {
+    await loader?.stop();
     await hsm.close();
     await audit.close();
     throw e;

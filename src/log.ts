@@ -14,6 +14,8 @@ export function createLogger(level: string = process.env['KMSGW_LOG_LEVEL'] ?? '
       base: { service: 'kms-hsm-gateway' },
       redact: { paths: ['pin', '*.pin', 'Plaintext', '*.Plaintext', 'CiphertextBlob', '*.CiphertextBlob'], censor: '[redacted]' },
     },
-    pino.destination(2),
+    // Synchronous writes: the gateway logs little on the request path (the audit
+    // log has its own sink), and a process ended by signal (see main.ts) loses no line.
+    pino.destination({ dest: 2, sync: true }),
   );
 }

@@ -2,8 +2,9 @@
  * Entry point: reads the config named by KMSGW_CONFIG (default
  * config/default.json, the embedded SoftHSM2 set-up), with KMSGW_DATA_DIR
  * substituted and KMSGW_PORT applied, then starts the gateway and listens.
- * A bad config or an unreachable token stops start-up with a message that
- * says which.
+ * A bad config stops start-up with a message that names the field; an
+ * unreachable token does not (the gateway serves KeyUnavailableException
+ * and /readyz says not ready until the token answers).
  */
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig } from './config/config.js';
@@ -48,9 +49,21 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
+    const exit = (code: number) => {
+      const hsm = gateway.hsm.stats();
+      if (hsm.inUse + hsm.quarantined > 0) {
+        // Node's normal exit joins every worker thread, and a lane stuck in a
+        // hung token never returns: end by the signal's default action instead.
+        log.warn({ stuckHsmCalls: hsm.inUse + hsm.quarantined }, 'HSM calls still stuck in the token; ending the process without waiting for them');
+        process.removeAllListeners('SIGTERM');
+        process.kill(process.pid, 'SIGTERM');
+        return;
+      }
+      process.exit(code);
+    };
     gateway.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
+      () => exit(0),
+      () => exit(1),
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -59,6 +59,11 @@ export function kmsJsonRouter(operations: ReadonlyMap<string, Operation>, ctx: O
       }
     }
     const request = parseRequest(op.schema, body);
+    // Key resolution, authorization and the operation all need the key state:
+    // until it is loaded from the token, every operation answers the
+    // retryable KeyUnavailableException (after the target, signature and
+    // body checks, which do not depend on it).
+    ctx.keys.assertLoaded();
     const checks = checksFor(name as string, request as Record<string, unknown>, ctx.keys);
     const keyed = checks.find((c) => c.key !== undefined);
     if (keyed?.key !== undefined) audit.keyArn = keyed.key.arn;

@@ -133,6 +133,18 @@ const configSchema = z
           .refine((p) => (p.env === undefined) !== (p.file === undefined), 'give exactly one of env or file'),
         /** Sessions used for crypto operations, beside the one long-lived login session. */
         sessionPoolSize: z.number().int().min(1).max(256).default(8),
+        /**
+         * Every HSM call, including the wait for a free session, must finish
+         * within this; past it the request answers DependencyTimeoutException
+         * and the session is quarantined until the token returns the call.
+         */
+        deadlineMs: z.number().int().min(10).max(60_000).default(2000),
+        /** After this many token faults or timeouts in a row, calls fail fast and a background probe tests the token. */
+        circuitFailureThreshold: z.number().int().min(1).max(1000).default(5),
+        /** How often the background probe tests a token that is down (and how long the circuit stays open at least). */
+        probeIntervalMs: z.number().int().min(50).max(600_000).default(1000),
+        /** /readyz re-probes the token at most this often. */
+        readyCacheMs: z.number().int().min(0).max(600_000).default(1000),
       })
       .strict(),
     keys: z.array(keyEntry).default([]),

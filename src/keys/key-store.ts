@@ -99,6 +99,7 @@ export class KeyStore {
   private readonly state: StateStore;
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
+  private isLoaded = false;
   readonly region: string;
   readonly accountId: string;
   readonly clock: Clock;
@@ -128,6 +129,22 @@ export class KeyStore {
     await this.rebuild();
     // A key whose deletion window passed while no gateway ran is never served.
     await this.destroyDueKeys();
+    this.isLoaded = true;
+  }
+
+  /**
+   * true once init() has completed: the index holds the token's state and
+   * requests may be served. Until then (the token was unreachable at start
+   * and the gateway retries the load in the background) the index is empty
+   * or partial, so every KMS request is refused with assertLoaded().
+   */
+  get loaded(): boolean {
+    return this.isLoaded;
+  }
+
+  /** Throws the retryable KeyUnavailableException every KMS request answers until the key state is loaded. */
+  assertLoaded(): void {
+    if (!this.isLoaded) throw new KeyUnavailableException('The key state is not loaded from the HSM yet.');
   }
 
   private async seed(k: KeyConfig): Promise<void> {

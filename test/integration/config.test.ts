@@ -129,14 +129,24 @@ describe('gateway start-up configuration', function () {
     });
   });
 
-  it('a token label that does not exist stops start-up with a non-zero code naming the label', async () => {
+  it('a token label that does not exist does not stop start-up: the gateway listens, names the label in its log, and /readyz says not ready', async () => {
+    const gw = await startGateway({ config: configWith((c) => (c['hsm']['token'] = { label: 'no-such-token' })), token });
+    try {
+      expect(gw.logs()).to.contain("'no-such-token'");
+      const ready = await fetch(`${gw.url}/readyz`);
+      expect(ready.status).to.equal(503);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('a module path that does not exist stops start-up with exit code 2 naming hsm.module', async () => {
     const { code, stderr } = await startExpectingFailure({
-      config: configWith((c) => (c['hsm']['token'] = { label: 'no-such-token' })),
+      config: configWith((c) => (c['hsm']['module'] = '/no/such/module.so')),
       token,
     });
-    expect(code, stderr).to.not.equal(0);
-    expect(code, stderr).to.not.equal(null);
-    expect(stderr).to.contain("'no-such-token'");
+    expect(code, stderr).to.equal(2);
+    expect(stderr).to.contain('hsm.module');
     expect(stderr).not.to.contain('listening');
   });
 

@@ -3,6 +3,22 @@
  * AES-GCM and RSA-OAEP, records live in a Map. `failOn` makes a named method
  * throw (once or always) the KMS error a real token fault would give, to
  * play crashes and outages at exact points.
+ *
+ * A FakeHsm is also a GuardedHsm lane (`recover()`), and every FakeHsm made
+ * with `new FakeHsm(other)` shares one FakeToken with `other`: its key
+ * objects, its records, and its faults as a whole:
+ * - `token.down()` / `token.up()`: while down, every call and every
+ *   recover() rejects with KeyUnavailableException (tokenFault). A down()
+ *   also loses every open session, as a real token does: afterwards each
+ *   FakeHsm answers tokenFault until its recover() succeeds with the token
+ *   up again (so a lane that is never recovered stays broken).
+ * - `token.freeze()` / `token.thaw()`: while frozen, every call and every
+ *   recover() on any FakeHsm of the token hangs, and goes on only after
+ *   thaw(): a SIGSTOPped network HSM. `freeze()` / `thaw()` on one FakeHsm
+ *   hang that instance (one session) only.
+ * - `deleteKeyObject(label)`: a key object removed behind the gateway's
+ *   back; that key's calls then answer KeyUnavailableException with
+ *   tokenFault false, other keys are untouched.
  */
 import {
   createCipheriv,
@@ -17,6 +33,7 @@ import {
 } from 'node:crypto';
 import type { RsaKeySpec } from '../../src/config/config.js';
 import { InvalidCiphertextException, KeyUnavailableException } from '../../src/errors.js';
+import type { HsmLane } from '../../src/hsm/guarded-hsm.js';
 import type {
   FindKeyResult,
   Hsm,
@@ -38,20 +55,114 @@ interface TokenObject {
 
 const BITS = { RSA_2048: 2048, RSA_3072: 3072, RSA_4096: 4096 } as const;
 
-export type FakeHsmMethod = keyof Hsm;
+export type FakeHsmMethod = keyof Hsm | 'recover';
 
-export class FakeHsm implements Hsm {
-  /** The "token": key objects and records. Shared between FakeHsm instances made with `sharing`. */
+/** What a real token's error says while it is unreachable. */
+const tokenUnavailable = (why = ''): KeyUnavailableException =>
+  new KeyUnavailableException(`The HSM is unavailable${why === '' ? '' : ` (${why})`}.`, { tokenFault: true });
+
+/** Calls that enter while frozen wait here until thaw(). */
+class Gate {
+  private thawed: Promise<void> | undefined;
+  private open: (() => void) | undefined;
+
+  get frozen(): boolean {
+    return this.thawed !== undefined;
+  }
+
+  freeze(): void {
+    this.thawed ??= new Promise<void>((resolve) => (this.open = resolve));
+  }
+
+  thaw(): void {
+    const open = this.open;
+    this.thawed = undefined;
+    this.open = undefined;
+    open?.();
+  }
+
+  /** Settles at once when not frozen, else after the thaw. */
+  async pass(): Promise<void> {
+    while (this.thawed !== undefined) await this.thawed;
+  }
+}
+
+/** The "token" every FakeHsm made from one another shares. */
+export class FakeToken {
+  readonly objects: TokenObject[] = [];
+  readonly records = new Map<string, { label: string; value: Buffer }>();
+  nextRef = 1;
+  /** Bumped by every down(): sessions opened before it are lost. */
+  epoch = 0;
+  private isDown = false;
+  private readonly gate = new Gate();
+
+  /** The token becomes unreachable: every call rejects with a token fault, and every open session is lost. */
+  down(): void {
+    if (!this.isDown) this.epoch++;
+    this.isDown = true;
+  }
+
+  /** The token answers again; sessions lost while it was down need a recover(). */
+  up(): void {
+    this.isDown = false;
+  }
+
+  /** false between down() and up(). */
+  get isUp(): boolean {
+    return !this.isDown;
+  }
+
+  get frozen(): boolean {
+    return this.gate.frozen;
+  }
+
+  /** Every call on every FakeHsm of this token hangs until thaw() (a SIGSTOPped network HSM). */
+  freeze(): void {
+    this.gate.freeze();
+  }
+
+  thaw(): void {
+    this.gate.thaw();
+  }
+
+  /** Settles at once when not frozen, else after the thaw. */
+  whenThawed(): Promise<void> {
+    return this.gate.pass();
+  }
+
+  /** Removes every key object labelled `label` behind the gateway's back; returns how many. */
+  deleteKeyObject(label: string): number {
+    let n = 0;
+    for (let i = this.objects.length - 1; i >= 0; i--) {
+      if (this.objects[i]!.label === label) {
+        this.objects.splice(i, 1);
+        n++;
+      }
+    }
+    return n;
+  }
+}
+
+export class FakeHsm implements HsmLane {
+  /** Shared by every FakeHsm made with `new FakeHsm(this)` (or from one of those). */
+  readonly token: FakeToken;
+  /** The token's key objects and records (shared). */
   readonly objects: TokenObject[];
   readonly records: Map<string, { label: string; value: Buffer }>;
   private readonly prepared = new Map<string, { req: PrepareKeyRequest; object?: TokenObject }>();
   private readonly faults = new Map<FakeHsmMethod, { error: () => Error; times: number }>();
-  private nextRef = 1;
+  /** This instance's own session: frozen by freeze(), lost by a token down(). */
+  private readonly gate = new Gate();
+  private sessionEpoch: number;
+  /** Every method called on this instance, in order, including recover (a frozen call is logged when it enters). */
   calls: FakeHsmMethod[] = [];
 
   constructor(sharing?: FakeHsm) {
-    this.objects = sharing?.objects ?? [];
-    this.records = sharing?.records ?? new Map();
+    this.token = sharing?.token ?? new FakeToken();
+    this.objects = this.token.objects;
+    this.records = this.token.records;
+    this.sessionEpoch = this.token.epoch;
   }
 
   /** Makes `method` throw `error()` for the next `times` calls (Infinity: until cleared). */
@@ -63,8 +174,38 @@ export class FakeHsm implements Hsm {
     this.faults.clear();
   }
 
-  private enter(method: FakeHsmMethod): void {
+  /** This instance's calls (and recover) hang until thaw(); other FakeHsm of the token are unaffected. */
+  freeze(): void {
+    this.gate.freeze();
+  }
+
+  thaw(): void {
+    this.gate.thaw();
+  }
+
+  /** See FakeToken.deleteKeyObject. */
+  deleteKeyObject(label: string): number {
+    return this.token.deleteKeyObject(label);
+  }
+
+  /** Opens a new "session": succeeds when the token is up, rejects with a token fault while it is down. */
+  async recover(): Promise<void> {
+    await this.enter('recover');
+    this.sessionEpoch = this.token.epoch;
+  }
+
+  /**
+   * Every call starts here: logged, held while frozen, then refused while
+   * the token is down or this instance's session was lost, then `failOn`.
+   */
+  private async enter(method: FakeHsmMethod): Promise<void> {
     this.calls.push(method);
+    while (this.token.frozen || this.gate.frozen) {
+      await this.token.whenThawed();
+      await this.gate.pass();
+    }
+    if (!this.token.isUp) throw tokenUnavailable();
+    if (method !== 'recover' && this.sessionEpoch !== this.token.epoch) throw tokenUnavailable('session lost');
     const f = this.faults.get(method);
     if (f === undefined) return;
     if (--f.times <= 0) this.faults.delete(method);
@@ -79,7 +220,7 @@ export class FakeHsm implements Hsm {
   }
 
   async prepareKey(req: PrepareKeyRequest): Promise<PrepareKeyResult> {
-    this.enter('prepareKey');
+    await this.enter('prepareKey');
     const found = this.match(req);
     if (found.length > 0) {
       this.prepared.set(req.name, { req, object: found[0] });
@@ -102,7 +243,7 @@ export class FakeHsm implements Hsm {
   }
 
   async findKeys(reqs: PrepareKeyRequest[]): Promise<FindKeyResult[]> {
-    this.enter('findKeys');
+    await this.enter('findKeys');
     const out: FindKeyResult[] = [];
     for (const req of reqs) {
       const found = this.match(req);
@@ -125,12 +266,12 @@ export class FakeHsm implements Hsm {
   }
 
   async random(length: number): Promise<Buffer> {
-    this.enter('random');
+    await this.enter('random');
     return randomBytes(length);
   }
 
   async aesGcmEncrypt(name: string, iv: Buffer, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
-    this.enter('aesGcmEncrypt');
+    await this.enter('aesGcmEncrypt');
     const m = this.material(name);
     if (m.kind !== 'aes') throw new KeyUnavailableException(`${name} is unavailable.`);
     const c = createCipheriv('aes-256-gcm', m.key, iv);
@@ -139,7 +280,7 @@ export class FakeHsm implements Hsm {
   }
 
   async aesGcmDecrypt(name: string, iv: Buffer, ciphertextAndTag: Buffer, aad: Buffer): Promise<Buffer> {
-    this.enter('aesGcmDecrypt');
+    await this.enter('aesGcmDecrypt');
     const m = this.material(name);
     if (m.kind !== 'aes') throw new KeyUnavailableException(`${name} is unavailable.`);
     if (ciphertextAndTag.length < 16) throw new InvalidCiphertextException();
@@ -154,14 +295,14 @@ export class FakeHsm implements Hsm {
   }
 
   async rsaOaepEncrypt(name: string, hash: OaepHash, plaintext: Buffer): Promise<Buffer> {
-    this.enter('rsaOaepEncrypt');
+    await this.enter('rsaOaepEncrypt');
     const m = this.material(name);
     if (m.kind !== 'rsa') throw new KeyUnavailableException(`${name} is unavailable.`);
     return publicEncrypt({ key: m.publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, plaintext);
   }
 
   async rsaOaepDecrypt(name: string, hash: OaepHash, ciphertext: Buffer): Promise<Buffer> {
-    this.enter('rsaOaepDecrypt');
+    await this.enter('rsaOaepDecrypt');
     const m = this.material(name);
     if (m.kind !== 'rsa') throw new KeyUnavailableException(`${name} is unavailable.`);
     const k = (m.privateKey.asymmetricKeyDetails?.modulusLength ?? 0) / 8;
@@ -174,7 +315,7 @@ export class FakeHsm implements Hsm {
   }
 
   async rsaPublicKey(name: string): Promise<RsaPublicKeyInfo> {
-    this.enter('rsaPublicKey');
+    await this.enter('rsaPublicKey');
     const m = this.material(name);
     if (m.kind !== 'rsa') throw new KeyUnavailableException(`${name} is unavailable.`);
     return {
@@ -185,7 +326,7 @@ export class FakeHsm implements Hsm {
   }
 
   async generateDataKeyPair(keySpec: RsaKeySpec): Promise<{ privateKeyPkcs8: Buffer; publicKeySpki: Buffer }> {
-    this.enter('generateDataKeyPair');
+    await this.enter('generateDataKeyPair');
     const pair = generateKeyPairSync('rsa', { modulusLength: BITS[keySpec] });
     return {
       privateKeyPkcs8: pair.privateKey.export({ type: 'pkcs8', format: 'der' }),
@@ -194,7 +335,7 @@ export class FakeHsm implements Hsm {
   }
 
   async destroyKey(name: string): Promise<void> {
-    this.enter('destroyKey');
+    await this.enter('destroyKey');
     const p = this.prepared.get(name);
     if (p === undefined) return;
     for (const o of this.match(p.req)) this.objects.splice(this.objects.indexOf(o), 1);
@@ -202,24 +343,24 @@ export class FakeHsm implements Hsm {
   }
 
   async listRecords(): Promise<HsmRecordRef[]> {
-    this.enter('listRecords');
+    await this.enter('listRecords');
     return [...this.records].map(([ref, r]) => ({ ref, label: r.label }));
   }
 
   async readRecord(ref: string): Promise<Buffer | undefined> {
-    this.enter('readRecord');
+    await this.enter('readRecord');
     return this.records.get(ref)?.value;
   }
 
   async createRecord(label: string, value: Buffer): Promise<string> {
-    this.enter('createRecord');
-    const ref = `r${this.nextRef++}-${randomBytes(2).toString('hex')}`;
+    await this.enter('createRecord');
+    const ref = `r${this.token.nextRef++}-${randomBytes(2).toString('hex')}`;
     this.records.set(ref, { label, value: Buffer.from(value) });
     return ref;
   }
 
   async deleteRecord(ref: string): Promise<void> {
-    this.enter('deleteRecord');
+    await this.enter('deleteRecord');
     this.records.delete(ref);
   }
 

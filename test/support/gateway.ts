@@ -123,7 +123,8 @@ export async function startGateway(opts: StartOptions = {}): Promise<GatewayProc
     logs: () => stderr,
     stop: () =>
       new Promise<void>((done) => {
-        if (child.exitCode !== null) return done();
+        // A gateway ended by a signal (main.ts does that when a call is stuck in a hung token) has no exit code.
+        if (child.exitCode !== null || child.signalCode !== null) return done();
         child.once('exit', () => done());
         child.kill('SIGTERM');
       }),

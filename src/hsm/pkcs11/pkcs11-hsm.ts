@@ -8,9 +8,11 @@
  *   last session logs the token out); crypto runs on a pool of sessions.
  * - Object handles are found once and cached: C_FindObjects is linear in the
  *   number of objects on the token. A stale handle is looked up again once.
- * - C_EncryptInit/C_DecryptInit are synchronous in pkcs11js; the data calls
- *   use the async (libuv thread pool) variants so a slow token does not hold
- *   the event loop during the bulk of the work.
+ * - Every call is synchronous: an instance runs on a worker thread of its
+ *   own (pkcs11-worker.ts, one lane of GuardedHsm), so a hung token blocks
+ *   that thread and never the event loop. (pkcs11js has no async
+ *   C_EncryptInit, C_FindObjects or C_GenerateRandom, and its async calls
+ *   would park libuv pool threads that the rest of the process needs.)
  * - OAEP: probed at start with a throw-away session key pair. Where native
  *   CKM_RSA_PKCS_OAEP fails for a hash (SoftHSM 2.6.1 with SHA-256), the
  *   token does raw RSA (CKM_RSA_X_509) and the gateway does EME-OAEP with a
@@ -81,6 +83,22 @@ function ulong(buf: Buffer): number {
   return buf.length >= 8 ? Number(buf.readBigUInt64LE(0)) : buf.readUInt32LE(0);
 }
 
+/**
+ * SoftHSM2 2.6.1 runs OpenSSL on the calling thread and can leave an error
+ * on that thread's OpenSSL error queue (e.g. "padding check failed" after a
+ * failed RSA decryption); node:crypto's next key import on the thread then
+ * reports that stale error as its own failure, and consumes it. So a failed
+ * import is tried once more. (This is also why SoftHSM2 calls stay off the
+ * main thread: see pkcs11-worker.ts.)
+ */
+function importKey<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch {
+    return fn();
+  }
+}
+
 function leftPad(buf: Buffer, length: number): Buffer {
   if (buf.length === length) return buf;
   if (buf.length > length) throw new KMSInternalException();
@@ -98,6 +116,12 @@ export class Pkcs11Hsm implements Hsm {
   private readonly keys = new Map<string, KeyEntry>();
   private readonly oaepMode: Record<OaepHash, OaepMode> = { sha1: 'native', sha256: 'native' };
 
+  /** The module is loaded (dlopen) once per instance; C_Initialize may be repeated. */
+  private loaded = false;
+  /** The module is initialised, the token found and logged in. */
+  private started = false;
+  private probed = false;
+
   private constructor(private readonly opts: Pkcs11HsmOptions) {}
 
   /** Loads the module, finds the token, logs in and probes the mechanisms. */
@@ -113,9 +137,101 @@ export class Pkcs11Hsm implements Hsm {
     return hsm;
   }
 
+  /** An instance that has not touched the module yet: `recover()` opens it (the lane of a worker thread). */
+  static unopened(opts: Pkcs11HsmOptions): Pkcs11Hsm {
+    return new Pkcs11Hsm(opts);
+  }
+
+  /**
+   * Brings this instance back to a logged-in token, from any state, and
+   * proves the token answers (one C_GenerateRandom). First the cheap way:
+   * new sessions and a new login on the initialised module (enough after
+   * sessions were closed or the login lost). If the module itself answers a
+   * token-level fault, C_Finalize and C_Initialize again: p11-kit-client.so
+   * (p11-kit 0.24.1) answers CKR_DEVICE_ERROR to every call, C_OpenSession
+   * and C_GetSlotList included, after its server restarted, until the
+   * module is re-initialised; SoftHSM2 reads its token directory only in
+   * C_Initialize, so a token created later is seen only after one.
+   * Rejects with KeyUnavailableException (tokenFault) while the token is
+   * unreachable. The caller (GuardedHsm) runs one recovery at a time and
+   * none while this instance has a call in flight.
+   */
+  async recover(): Promise<void> {
+    if (this.started) {
+      this.closeSessionsQuietly();
+      try {
+        this.openSessions();
+        await this.proveToken();
+        this.forgetHandles();
+        return;
+      } catch (e) {
+        this.opts.log.warn({ ckr: ckrName(ckrCode(e) ?? -1) }, 'token session re-open failed; re-initialising the PKCS#11 module');
+        this.closeSessionsQuietly();
+        try {
+          this.lib.C_Finalize();
+        } catch {
+          // already finalised, or the module is gone
+        }
+        this.started = false;
+      }
+    }
+    try {
+      this.start();
+      this.forgetHandles();
+      if (!this.probed) await this.probeOaep();
+      await this.proveToken();
+    } catch (e) {
+      const ckr = ckrCode(e);
+      const reason = ckr === undefined ? (e as Error).message : ckrName(ckr);
+      this.closeSessionsQuietly();
+      if (this.started) {
+        try {
+          this.lib.C_Finalize();
+        } catch {
+          // ignore
+        }
+        this.started = false;
+      }
+      throw new KeyUnavailableException(`The HSM is unavailable (${reason}).`, { tokenFault: true });
+    }
+  }
+
+  private async proveToken(): Promise<void> {
+    await this.pool.use(
+      (s) => this.lib.C_GenerateRandom(s, Buffer.alloc(1)),
+      () => true,
+    );
+  }
+
+  /** Handles of a session or module that is gone mean nothing now; keys are found again on first use. */
+  private forgetHandles(): void {
+    for (const entry of this.keys.values()) {
+      delete entry.secret;
+      delete entry.priv;
+      delete entry.pub;
+    }
+    this.recordHandles.clear();
+  }
+
+  private closeSessionsQuietly(): void {
+    try {
+      this.pool?.drain();
+    } catch {
+      // gone already
+    }
+    try {
+      if (this.loginSession !== undefined) this.lib.C_CloseSession(this.loginSession);
+    } catch {
+      // gone already
+    }
+  }
+
   private start(): void {
     const { lib, opts } = this;
-    lib.load(opts.module);
+    if (!this.loaded) {
+      lib.load(opts.module);
+      this.loaded = true;
+    }
     try {
       lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
     } catch (e) {
@@ -127,26 +243,42 @@ export class Pkcs11Hsm implements Hsm {
       return lib.C_GetTokenInfo(s).label.trim() === opts.token.label;
     });
     const slot = found[0];
-    if (slot === undefined)
+    if (slot === undefined) {
+      // The module reads its slots in C_Initialize (SoftHSM2 its token directory, p11-kit-client.so
+      // its server): finalise, so that the next attempt sees a token that appeared meanwhile.
+      try {
+        lib.C_Finalize();
+      } catch {
+        // ignore
+      }
       throw new Error(
         opts.token.label !== undefined ? `no token labelled '${opts.token.label}'` : `no token in slot ${opts.token.slot}`,
       );
+    }
     this.slot = slot;
     this.tokenLabel = lib.C_GetTokenInfo(slot).label.trim();
+    this.openSessions();
+    this.started = true;
+    const mechs = new Set(lib.C_GetMechanismList(slot));
+    for (const [name, m] of Object.entries({ CKM_AES_GCM: pkcs11js.CKM_AES_GCM, CKM_RSA_X_509: pkcs11js.CKM_RSA_X_509 }))
+      if (!mechs.has(m)) opts.log.warn({ mechanism: name }, 'token does not list a mechanism the gateway uses');
+  }
+
+  /** The long-lived login session and a fresh (empty) pool. */
+  private openSessions(): void {
+    const { lib, opts, slot } = this;
     const flags = pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION;
     this.loginSession = lib.C_OpenSession(slot, flags);
     try {
       lib.C_Login(this.loginSession, pkcs11js.CKU_USER, opts.pin);
     } catch (e) {
-      if (ckrCode(e) !== CKR.USER_ALREADY_LOGGED_IN) throw new Error(`C_Login failed: ${ckrName(ckrCode(e) ?? -1)}`);
+      // A second login on the same token is benign (login is token-wide); anything else, e.g. CKR_PIN_INCORRECT, is not.
+      if (ckrCode(e) !== CKR.USER_ALREADY_LOGGED_IN) throw e;
     }
     this.pool = new SessionPool<Handle>(
       { open: () => lib.C_OpenSession(slot, flags), close: (s) => lib.C_CloseSession(s) },
       opts.sessionPoolSize,
     );
-    const mechs = new Set(lib.C_GetMechanismList(slot));
-    for (const [name, m] of Object.entries({ CKM_AES_GCM: pkcs11js.CKM_AES_GCM, CKM_RSA_X_509: pkcs11js.CKM_RSA_X_509 }))
-      if (!mechs.has(m)) opts.log.warn({ mechanism: name }, 'token does not list a mechanism the gateway uses');
   }
 
   /** Tries native OAEP per hash on a throw-away session key pair (never stored on the token). */
@@ -192,6 +324,7 @@ export class Pkcs11Hsm implements Hsm {
     } finally {
       lib.C_CloseSession(s);
     }
+    this.probed = true;
     this.opts.log.info({ oaep: this.oaepMode }, 'token OAEP support probed');
   }
 
@@ -413,7 +546,7 @@ export class Pkcs11Hsm implements Hsm {
     await this.pool.use(
       async (s) => {
         if (req.keySpec === 'SYMMETRIC_DEFAULT') {
-          entry.secret = await this.lib.C_GenerateKeyAsync(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+          entry.secret = this.lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
             ...common,
             ...secretAttrs,
             { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
@@ -426,7 +559,7 @@ export class Pkcs11Hsm implements Hsm {
           ]);
           return;
         }
-        const pair = await this.lib.C_GenerateKeyPairAsync(
+        const pair = this.lib.C_GenerateKeyPair(
           s,
           { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
           [
@@ -467,7 +600,7 @@ export class Pkcs11Hsm implements Hsm {
   aesGcmEncrypt(name: string, iv: Buffer, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
     return this.run(name, 'secret', false, async (s, key) => {
       this.lib.C_EncryptInit(s, this.gcm(iv, aad), key);
-      return this.lib.C_EncryptAsync(s, plaintext, Buffer.alloc(plaintext.length + 16));
+      return this.lib.C_Encrypt(s, plaintext, Buffer.alloc(plaintext.length + 16));
     });
   }
 
@@ -475,7 +608,7 @@ export class Pkcs11Hsm implements Hsm {
     if (ciphertextAndTag.length < 16) return Promise.reject(new InvalidCiphertextException());
     return this.run(name, 'secret', true, async (s, key) => {
       this.lib.C_DecryptInit(s, this.gcm(iv, aad), key);
-      return this.lib.C_DecryptAsync(s, ciphertextAndTag, Buffer.alloc(ciphertextAndTag.length));
+      return this.lib.C_Decrypt(s, ciphertextAndTag, Buffer.alloc(ciphertextAndTag.length));
     });
   }
 
@@ -484,13 +617,13 @@ export class Pkcs11Hsm implements Hsm {
     if (this.oaepMode[hash] === 'native') {
       return this.run(name, 'pub', false, async (s, key) => {
         this.lib.C_EncryptInit(s, oaepMechanism(hash), key);
-        return leftPad(await this.lib.C_EncryptAsync(s, plaintext, Buffer.alloc(k)), k);
+        return leftPad(this.lib.C_Encrypt(s, plaintext, Buffer.alloc(k)), k);
       });
     }
     const em = oaepEncode(plaintext, k, hash, await this.random(HASH_LEN[hash]));
     return this.run(name, 'pub', false, async (s, key) => {
       this.lib.C_EncryptInit(s, { mechanism: pkcs11js.CKM_RSA_X_509 }, key);
-      return leftPad(await this.lib.C_EncryptAsync(s, em, Buffer.alloc(k)), k);
+      return leftPad(this.lib.C_Encrypt(s, em, Buffer.alloc(k)), k);
     });
   }
 
@@ -500,12 +633,12 @@ export class Pkcs11Hsm implements Hsm {
     if (this.oaepMode[hash] === 'native') {
       return this.run(name, 'priv', true, async (s, key) => {
         this.lib.C_DecryptInit(s, oaepMechanism(hash), key);
-        return this.lib.C_DecryptAsync(s, ciphertext, Buffer.alloc(k));
+        return this.lib.C_Decrypt(s, ciphertext, Buffer.alloc(k));
       });
     }
     const em = await this.run(name, 'priv', true, async (s, key) => {
       this.lib.C_DecryptInit(s, { mechanism: pkcs11js.CKM_RSA_X_509 }, key);
-      return leftPad(await this.lib.C_DecryptAsync(s, ciphertext, Buffer.alloc(k)), k);
+      return leftPad(this.lib.C_Decrypt(s, ciphertext, Buffer.alloc(k)), k);
     });
     try {
       const message = oaepDecode(em, k, hash);
@@ -524,10 +657,12 @@ export class Pkcs11Hsm implements Hsm {
     );
     const n = attrs[0]?.value as Buffer;
     const e = attrs[1]?.value as Buffer;
-    const keyObject = createPublicKey({
+    const keyObject = importKey(() =>
+      createPublicKey({
       key: { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') },
       format: 'jwk',
-    });
+    }),
+    );
     const spki = keyObject.export({ type: 'spki', format: 'der' });
     const modulusBytes = (keyObject.asymmetricKeyDetails?.modulusLength ?? n.length * 8) / 8;
     entry.publicInfo = { spki, modulusBytes, keyObject };
@@ -550,7 +685,7 @@ export class Pkcs11Hsm implements Hsm {
       .use(
         async (s) => {
           // Session objects: they vanish with the session even if we crash before destroying them.
-          const pair = await lib.C_GenerateKeyPairAsync(
+          const pair = lib.C_GenerateKeyPair(
             s,
             { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
             [
@@ -585,7 +720,7 @@ export class Pkcs11Hsm implements Hsm {
       jwk[name] = v.toString('base64url');
       v.fill(0);
     });
-    const privateKey = createPrivateKey({ key: jwk, format: 'jwk' });
+    const privateKey = importKey(() => createPrivateKey({ key: jwk, format: 'jwk' }));
     return {
       privateKeyPkcs8: privateKey.export({ type: 'pkcs8', format: 'der' }),
       publicKeySpki: createPublicKey(privateKey).export({ type: 'spki', format: 'der' }),
@@ -631,27 +766,37 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   /**
-   * Labels of the records, by handle. Records are never modified (a write
-   * creates a new object), and SoftHSM2 never reuses an object handle within
-   * a process, so a handle's label is read once. (A token that reused the
-   * handle of a destroyed record for a new one within one refresh interval
-   * would defeat this cache; PKCS#11 allows it, no token we know does it.)
+   * A record's `ref` is its label, never its object handle: handles are
+   * per PKCS#11 instance (each lane has its own; behind p11-kit-client.so
+   * each lane is a separate server process with its own numbering), and
+   * a ref read on one lane is used on another. Labels are unique (they name
+   * generation and writer, see keys/records.ts). Each instance caches
+   * label -> handle from its own finds, and finds again on a miss or a
+   * stale handle.
    */
-  private readonly recordLabels = new Map<string, string>();
+  private readonly recordHandles = new Map<string, Handle>();
+
+  private recordTemplate(label?: string): Template {
+    const t: Template = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_APPLICATION, value: Pkcs11Hsm.APPLICATION },
+    ];
+    if (label !== undefined) t.push({ type: pkcs11js.CKA_LABEL, value: label });
+    return t;
+  }
 
   listRecords(): Promise<HsmRecordRef[]> {
     return this.records(async (s) => {
-      const handles = this.findAll(s, [
-        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
-        { type: pkcs11js.CKA_TOKEN, value: true },
-        { type: pkcs11js.CKA_APPLICATION, value: Pkcs11Hsm.APPLICATION },
-      ]);
+      const handles = this.findAll(s, this.recordTemplate());
+      // Records are never modified, so a handle's label is read once (and again after a recovery).
+      const labelOf = new Map<string, string>();
+      for (const [label, h] of this.recordHandles) labelOf.set(h.toString('hex'), label);
       const out: HsmRecordRef[] = [];
-      const present = new Set<string>();
+      const fresh = new Map<string, Handle>();
       let reads = 0;
       for (const h of handles) {
-        const ref = h.toString('hex');
-        let label = this.recordLabels.get(ref);
+        let label = labelOf.get(h.toString('hex'));
         if (label === undefined) {
           try {
             label = (this.lib.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }])[0]?.value as Buffer).toString('utf8');
@@ -660,54 +805,66 @@ export class Pkcs11Hsm implements Hsm {
             if (disposition(e, false) !== 'handle') throw e;
             continue;
           }
-          this.recordLabels.set(ref, label);
-          // Let requests through while a large token is read for the first time.
+          // Let the thread answer its lane while a large token is read for the first time.
           if (++reads % 200 === 0) await new Promise((r) => setImmediate(r));
         }
-        present.add(ref);
-        out.push({ ref, label });
+        fresh.set(label, h);
+        out.push({ ref: label, label });
       }
-      for (const ref of this.recordLabels.keys()) if (!present.has(ref)) this.recordLabels.delete(ref);
+      this.recordHandles.clear();
+      for (const [label, h] of fresh) this.recordHandles.set(label, h);
       return out;
     });
   }
 
-  readRecord(ref: string): Promise<Buffer | undefined> {
-    return this.records((s) => {
+  /** The record's handle on this instance: cached, or found by label (`refind` skips the cache). */
+  private recordHandle(s: Handle, label: string, refind: boolean): Handle | undefined {
+    if (!refind) {
+      const h = this.recordHandles.get(label);
+      if (h !== undefined) return h;
+    }
+    const hits = this.findAll(s, this.recordTemplate(label));
+    const h = hits[0];
+    if (h === undefined) this.recordHandles.delete(label);
+    else this.recordHandles.set(label, h);
+    return h;
+  }
+
+  /** Runs `op` on the record's handle; a stale cached handle is looked up again once. Undefined when the record is gone. */
+  private onRecord<T>(s: Handle, label: string, op: (h: Handle) => T): T | undefined {
+    for (const refind of [false, true]) {
+      const h = this.recordHandle(s, label, refind);
+      if (h === undefined) return undefined;
       try {
-        return this.lib.C_GetAttributeValue(s, Buffer.from(ref, 'hex'), [{ type: pkcs11js.CKA_VALUE }])[0]?.value as Buffer;
+        return op(h);
       } catch (e) {
-        if (disposition(e, false) === 'handle') return undefined;
-        throw e;
+        if (disposition(e, false) !== 'handle') throw e;
       }
-    });
+    }
+    return undefined;
+  }
+
+  readRecord(ref: string): Promise<Buffer | undefined> {
+    return this.records((s) => this.onRecord(s, ref, (h) => this.lib.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_VALUE }])[0]?.value as Buffer));
   }
 
   createRecord(label: string, value: Buffer): Promise<string> {
     return this.records((s) => {
-      const ref = this.lib
-        .C_CreateObject(s, [
-          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
-          { type: pkcs11js.CKA_TOKEN, value: true },
-          { type: pkcs11js.CKA_PRIVATE, value: true },
-          { type: pkcs11js.CKA_MODIFIABLE, value: false },
-          { type: pkcs11js.CKA_APPLICATION, value: Pkcs11Hsm.APPLICATION },
-          { type: pkcs11js.CKA_LABEL, value: label },
-          { type: pkcs11js.CKA_VALUE, value },
-        ])
-        .toString('hex');
-      this.recordLabels.set(ref, label);
-      return ref;
+      const h = this.lib.C_CreateObject(s, [
+        ...this.recordTemplate(label),
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_MODIFIABLE, value: false },
+        { type: pkcs11js.CKA_VALUE, value },
+      ]);
+      this.recordHandles.set(label, h);
+      return label;
     });
   }
 
   deleteRecord(ref: string): Promise<void> {
     return this.records((s) => {
-      try {
-        this.lib.C_DestroyObject(s, Buffer.from(ref, 'hex'));
-      } catch (e) {
-        if (disposition(e, false) !== 'handle') throw e;
-      }
+      this.onRecord(s, ref, (h) => this.lib.C_DestroyObject(s, h));
+      this.recordHandles.delete(ref);
     });
   }
 
@@ -777,6 +934,7 @@ export class Pkcs11Hsm implements Hsm {
       return new KMSInternalException();
     }
     this.opts.log.warn({ ckr, key: what, disposition: d }, 'key unavailable on the token');
-    return new KeyUnavailableException(`${what} is unavailable.`);
+    // 'handle' here means the key's object is gone from the token (looked up again, not found): that key only.
+    return new KeyUnavailableException(`${what} is unavailable.`, { tokenFault: d === 'session' || d === 'token' });
   }
 }

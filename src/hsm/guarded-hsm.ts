@@ -1,0 +1,556 @@
+/**
+ * The HSM as the rest of the gateway sees it: every call runs on one of N
+ * lanes (a PKCS#11 session on a thread of its own, see
+ * pkcs11/worker-lane.ts), under a deadline, behind a circuit breaker.
+ *
+ * Contract:
+ * - Deadline. A call, including its wait for a free lane, either settles
+ *   within `deadlineMs` or rejects with DependencyTimeoutException at the
+ *   deadline. The lane it ran on is quarantined (never given to another
+ *   call) until the token returns the native call; only then is it idle
+ *   again, and re-opened first if the late answer was a token fault. The
+ *   event loop never waits on the token, so other keys, /metrics and the
+ *   health endpoints keep answering.
+ * - Faults. A lane answers KMS errors only. KeyUnavailableException with
+ *   `tokenFault` (session, login, device or module lost) marks the lane for
+ *   recovery before its next call and counts toward the circuit breaker, as
+ *   a timeout does. A missing key object, a bad ciphertext or any other
+ *   client error says nothing about the token and resets nothing.
+ * - Circuit breaker. After `failureThreshold` token faults or timeouts in a
+ *   row the circuit opens: calls fail at once with the kind of the last
+ *   fault (DependencyTimeoutException or KeyUnavailableException, both
+ *   retryable) instead of piling onto a dead HSM. Every `probeIntervalMs` a
+ *   background probe takes an idle lane, recovers it (new session, login,
+ *   module re-initialised where needed) and asks the token for one random
+ *   byte; success closes the circuit and marks every other lane for
+ *   recovery before its next call.
+ * - Start-up never needs the token: lanes that cannot reach it start
+ *   marked for recovery, the circuit starts open, and the probe closes it
+ *   when the token appears.
+ */
+import { DependencyTimeoutException, KeyUnavailableException, KmsError, KMSInternalException } from '../errors.js';
+import type { HsmCallOutcome, HsmMechanism, Metrics } from '../metrics/metrics.js';
+import type {
+  FindKeyResult,
+  Hsm,
+  HsmDescription,
+  HsmRecordRef,
+  OaepHash,
+  PrepareKeyRequest,
+  PrepareKeyResult,
+  RsaPublicKeyInfo,
+} from './hsm.js';
+import type { RsaKeySpec } from '../config/config.js';
+
+/**
+ * One session's worth of HSM: the Hsm methods, run one at a time, plus
+ * recovery. A lane only ever sees one call at a time from GuardedHsm.
+ */
+export interface HsmLane extends Hsm {
+  /**
+   * (Re-)opens what the lane needs to reach the token: a session, a login,
+   * the module initialised. Resolves once the token answered a call;
+   * rejects with KeyUnavailableException (tokenFault) while it cannot.
+   */
+  recover(): Promise<void>;
+}
+
+export interface GuardedHsmLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export interface GuardedHsmOptions {
+  lanes: HsmLane[];
+  deadlineMs: number;
+  failureThreshold: number;
+  probeIntervalMs: number;
+  readyCacheMs: number;
+  metrics?: Metrics | undefined;
+  log: GuardedHsmLogger;
+  /** What describe() answers before any lane reached the token. */
+  fallbackDescription: HsmDescription;
+}
+
+interface LaneState {
+  lane: HsmLane;
+  index: number;
+  busy: boolean;
+  quarantined: boolean;
+  needsRecovery: boolean;
+  /** Key names this lane has prepared (a lane learns a key before its first use of it). */
+  known: Set<string>;
+}
+
+interface Waiter {
+  resolve(l: LaneState): void;
+  reject(e: unknown): void;
+  deadline: number;
+  timer: NodeJS.Timeout;
+}
+
+type FaultKind = 'timeout' | 'unavailable';
+
+const TOKEN_UNAVAILABLE = 'The HSM is unavailable.';
+const TOKEN_TIMEOUT = 'The HSM did not answer in time.';
+
+export class GuardedHsm implements Hsm {
+  private readonly lanes: LaneState[];
+  private readonly waiters: Waiter[] = [];
+  private readonly keys = new Map<string, PrepareKeyRequest>();
+  private consecutiveFailures = 0;
+  private lastFault: FaultKind = 'unavailable';
+  private circuitOpen = false;
+  private tokenUp = false;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private probing = false;
+  private closed = false;
+  private lastReadyAt = 0;
+  private readyProbe: Promise<boolean> | undefined;
+  private description: HsmDescription | undefined;
+
+  constructor(private readonly opts: GuardedHsmOptions) {
+    if (opts.lanes.length === 0) throw new Error('GuardedHsm needs at least one lane');
+    this.lanes = opts.lanes.map((lane, index) => ({ lane, index, busy: false, quarantined: false, needsRecovery: true, known: new Set() }));
+    this.updateGauges();
+  }
+
+  /**
+   * Brings every lane up once. Never rejects for an unreachable token: the
+   * gateway starts anyway, the circuit stays open and the probe keeps trying.
+   */
+  async start(): Promise<void> {
+    // Opening the module, logging in and probing OAEP take longer than one call.
+    const deadline = Date.now() + Math.max(this.opts.deadlineMs, 10_000);
+    const results = await Promise.allSettled(this.lanes.map((l) => this.runOnLane(this.take(l), deadline, () => this.recoverLane(l, deadline))));
+    const up = results.filter((r) => r.status === 'fulfilled').length;
+    if (up > 0) {
+      this.setTokenUp(true);
+      this.closeCircuit();
+    } else {
+      const first = results[0];
+      const reason = first?.status === 'rejected' ? (first.reason as Error).message : 'unknown';
+      this.opts.log.warn({ reason }, 'HSM unreachable at start; serving anyway, probing in the background');
+      this.setTokenUp(false);
+      if (!this.circuitOpen) this.openCircuit('unavailable');
+    }
+  }
+
+  // ---- the Hsm, every method through `invoke` ---------------------------
+
+  async prepareKey(req: PrepareKeyRequest): Promise<PrepareKeyResult> {
+    const mech: HsmMechanism = req.createIfMissing ? (req.keySpec === 'SYMMETRIC_DEFAULT' ? 'CKM_AES_KEY_GEN' : 'CKM_RSA_PKCS_KEY_PAIR_GEN') : 'C_FindObjects';
+    // Key generation (RSA-4096 takes about a second on SoftHSM2) gets a longer deadline.
+    const result = await this.invoke(mech, (l) => l.lane.prepareKey(req), { deadlineMs: req.createIfMissing ? Math.max(this.opts.deadlineMs, 30_000) : undefined, onLane: (l, r) => r.state === 'ready' && l.known.add(req.name) });
+    this.keys.set(req.name, req);
+    return result;
+  }
+
+  /**
+   * Every lane scans once (one pass over the token's key objects each), so
+   * no lane pays a per-key find on its first request for a key.
+   */
+  async findKeys(reqs: PrepareKeyRequest[]): Promise<FindKeyResult[]> {
+    for (const r of reqs) this.keys.set(r.name, r);
+    const deadlineMs = Math.max(this.opts.deadlineMs, 60_000);
+    const first = await this.invoke('C_FindObjects', (l) => l.lane.findKeys(reqs), {
+      deadlineMs,
+      onLane: (l, out) => out.forEach((r, i) => r.state === 'ready' && l.known.add(reqs[i]!.name)),
+    });
+    // The other lanes learn in the background; a lane that has not finished learns per key on first use.
+    for (const l of this.lanes) {
+      if (l.known.size === 0 && !l.busy && !l.needsRecovery) void this.teach(l, reqs);
+    }
+    return first;
+  }
+
+  random(length: number): Promise<Buffer> {
+    return this.invoke('C_GenerateRandom', (l) => l.lane.random(length));
+  }
+
+  aesGcmEncrypt(name: string, iv: Buffer, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
+    return this.invoke('CKM_AES_GCM', (l) => l.lane.aesGcmEncrypt(name, iv, plaintext, aad), { key: name });
+  }
+
+  aesGcmDecrypt(name: string, iv: Buffer, ciphertextAndTag: Buffer, aad: Buffer): Promise<Buffer> {
+    return this.invoke('CKM_AES_GCM', (l) => l.lane.aesGcmDecrypt(name, iv, ciphertextAndTag, aad), { key: name });
+  }
+
+  rsaOaepEncrypt(name: string, hash: OaepHash, plaintext: Buffer): Promise<Buffer> {
+    return this.invoke(this.oaepMechanism(hash), (l) => l.lane.rsaOaepEncrypt(name, hash, plaintext), { key: name });
+  }
+
+  rsaOaepDecrypt(name: string, hash: OaepHash, ciphertext: Buffer): Promise<Buffer> {
+    return this.invoke(this.oaepMechanism(hash), (l) => l.lane.rsaOaepDecrypt(name, hash, ciphertext), { key: name });
+  }
+
+  private readonly publicKeys = new Map<string, RsaPublicKeyInfo>();
+
+  /** Public keys never change for a key name: cached here, so GetPublicKey and RSA Encrypt's size checks cost no token call. */
+  async rsaPublicKey(name: string): Promise<RsaPublicKeyInfo> {
+    const cached = this.publicKeys.get(name);
+    if (cached !== undefined) return cached;
+    const info = await this.invoke('C_GetAttributeValue', (l) => l.lane.rsaPublicKey(name), { key: name });
+    this.publicKeys.set(name, info);
+    return info;
+  }
+
+  generateDataKeyPair(keySpec: RsaKeySpec): Promise<{ privateKeyPkcs8: Buffer; publicKeySpki: Buffer }> {
+    return this.invoke('CKM_RSA_PKCS_KEY_PAIR_GEN', (l) => l.lane.generateDataKeyPair(keySpec), { deadlineMs: Math.max(this.opts.deadlineMs, 30_000) });
+  }
+
+  async destroyKey(name: string): Promise<void> {
+    if (!this.keys.has(name)) return;
+    await this.invoke('C_DestroyObject', (l) => l.lane.destroyKey(name), { key: name });
+    this.keys.delete(name);
+    this.publicKeys.delete(name);
+    for (const l of this.lanes) l.known.delete(name);
+  }
+
+  listRecords(): Promise<HsmRecordRef[]> {
+    return this.invoke('C_FindObjects', (l) => l.lane.listRecords(), { deadlineMs: Math.max(this.opts.deadlineMs, 10_000) });
+  }
+
+  readRecord(ref: string): Promise<Buffer | undefined> {
+    return this.invoke('C_GetAttributeValue', (l) => l.lane.readRecord(ref));
+  }
+
+  createRecord(label: string, value: Buffer): Promise<string> {
+    return this.invoke('C_CreateObject', (l) => l.lane.createRecord(label, value));
+  }
+
+  deleteRecord(ref: string): Promise<void> {
+    return this.invoke('C_DestroyObject', (l) => l.lane.deleteRecord(ref));
+  }
+
+  describe(): HsmDescription {
+    return { ...(this.description ?? this.opts.fallbackDescription), sessionPoolSize: this.lanes.length };
+  }
+
+  // ---- health --------------------------------------------------------------
+
+  stats(): { inUse: number; idle: number; quarantined: number; circuitOpen: boolean; tokenUp: boolean } {
+    let inUse = 0;
+    let quarantined = 0;
+    for (const l of this.lanes) {
+      if (l.quarantined) quarantined++;
+      else if (l.busy) inUse++;
+    }
+    return { inUse, idle: this.lanes.length - inUse - quarantined, quarantined, circuitOpen: this.circuitOpen, tokenUp: this.tokenUp };
+  }
+
+  /**
+   * Ready when the circuit is closed and the token answered within
+   * `readyCacheMs` (a call or a probe of one random byte); concurrent
+   * readiness checks share one probe.
+   */
+  async readiness(): Promise<{ ready: boolean; reason?: string }> {
+    if (this.closed) return { ready: false, reason: 'closing' };
+    if (this.circuitOpen) return { ready: false, reason: this.lastFault === 'timeout' ? 'HSM not answering (circuit open)' : 'HSM unavailable (circuit open)' };
+    if (Date.now() - this.lastReadyAt <= this.opts.readyCacheMs) return { ready: true };
+    this.readyProbe ??= this.invoke('probe', (l) => l.lane.random(1)).then(
+      () => true,
+      () => false,
+    ).finally(() => (this.readyProbe = undefined));
+    return (await this.readyProbe) ? { ready: true } : { ready: false, reason: 'HSM probe failed' };
+  }
+
+  /**
+   * Stops the probe, lets calls in flight finish (they end by their
+   * deadline at the latest; up to `graceMs`), then closes the lanes one at
+   * a time. If a call is still running in the token by then (a quarantined
+   * lane), nothing is finalised and the token is left to the process exit.
+   */
+  async close(graceMs = 10_000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.probeTimer !== undefined) clearInterval(this.probeTimer);
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(new KeyUnavailableException(TOKEN_UNAVAILABLE, { tokenFault: true }));
+    }
+    // Calls in flight end by their deadline (then their lane is quarantined): no need to wait for quarantined lanes.
+    const until = Date.now() + graceMs;
+    while (this.lanes.some((l) => l.busy && !l.quarantined) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    const stuck = this.lanes.filter((l) => l.busy).map((l) => l.index);
+    if (stuck.length > 0) {
+      // Closing a lane ends in C_Finalize, and SoftHSM2 shares one library
+      // state between the lanes of a process: finalising under a call still
+      // running on another lane crashes the process. Leave it all to the exit.
+      this.opts.log.warn({ lanes: stuck }, 'closing with HSM calls still running; leaving the token to the process exit');
+      return;
+    }
+    // One lane at a time, like recovery: two lanes finalising SoftHSM2 at once corrupt its heap.
+    for (const l of this.lanes) {
+      // Closing talks to the token too (C_CloseSession, C_Finalize): a token that hangs now does not hold the stop.
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<void>((r) => (timer = setTimeout(r, this.opts.deadlineMs)));
+      await Promise.race([l.lane.close().catch(() => undefined), gaveUp]);
+      clearTimeout(timer);
+    }
+  }
+
+  // ---- the engine -----------------------------------------------------------
+
+  private oaepMechanism(hash: OaepHash): HsmMechanism {
+    return this.describe().oaep[hash] === 'native' ? 'CKM_RSA_PKCS_OAEP' : 'CKM_RSA_X_509';
+  }
+
+  private async invoke<T>(
+    mechanism: HsmMechanism,
+    fn: (l: LaneState) => Promise<T>,
+    opts: { key?: string; deadlineMs?: number | undefined; onLane?: (l: LaneState, result: T) => unknown } = {},
+  ): Promise<T> {
+    const started = performance.now();
+    const deadline = Date.now() + (opts.deadlineMs ?? this.opts.deadlineMs);
+    let outcome: HsmCallOutcome = 'internal';
+    try {
+      if (this.closed) throw new KeyUnavailableException(TOKEN_UNAVAILABLE, { tokenFault: true });
+      if (this.circuitOpen) {
+        outcome = 'circuit_open';
+        throw this.faultError(this.lastFault);
+      }
+      const lane = await this.acquire(deadline);
+      const result = await this.runOnLane(lane, deadline, async () => {
+        if (lane.needsRecovery) await this.recoverLane(lane, deadline);
+        if (opts.key !== undefined && !lane.known.has(opts.key)) await this.learn(lane, opts.key);
+        const out = await fn(lane);
+        opts.onLane?.(lane, out);
+        return out;
+      });
+      outcome = 'ok';
+      return result;
+    } catch (e) {
+      if (outcome !== 'circuit_open') outcome = this.outcomeOf(e);
+      throw e instanceof KmsError ? e : new KMSInternalException();
+    } finally {
+      this.opts.metrics?.hsmCallDuration.observe({ mechanism, outcome }, (performance.now() - started) / 1000);
+    }
+  }
+
+  private outcomeOf(e: unknown): HsmCallOutcome {
+    if (e instanceof DependencyTimeoutException) return 'timeout';
+    if (e instanceof KeyUnavailableException) return e.tokenFault ? 'token_fault' : 'key_unavailable';
+    if (e instanceof KmsError) return e.status < 500 ? 'client_error' : 'internal';
+    return 'internal';
+  }
+
+  /**
+   * Runs `work` on a lane it holds, racing the deadline. On success or a
+   * non-token error the lane goes back to the pool; on a token fault it is
+   * marked for recovery first; past the deadline it stays quarantined until
+   * `work` settles.
+   */
+  private runOnLane<T>(lane: LaneState, deadline: number, work: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let timedOut = false;
+      const timer = setTimeout(
+        () => {
+          timedOut = true;
+          lane.quarantined = true;
+          this.updateGauges();
+          this.opts.log.warn({ lane: lane.index }, 'HSM call passed its deadline; session quarantined until the token returns it');
+          this.recordFailure('timeout');
+          reject(new DependencyTimeoutException(TOKEN_TIMEOUT));
+        },
+        Math.max(0, deadline - Date.now()),
+      );
+      work().then(
+        (value) => {
+          clearTimeout(timer);
+          this.recordSuccess();
+          // Logged on both paths: the warning at the deadline needs its pair, and a late success is the usual end of a stall.
+          if (timedOut) this.opts.log.info({ lane: lane.index }, 'quarantined HSM session returned');
+          this.release(lane);
+          if (!timedOut) resolve(value);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          const tokenFault = err instanceof KeyUnavailableException && err.tokenFault;
+          const timeout = err instanceof DependencyTimeoutException;
+          if (tokenFault || timeout) {
+            lane.needsRecovery = true;
+            // A late fault was already counted as the timeout the caller saw.
+            if (!timedOut) this.recordFailure(timeout ? 'timeout' : 'unavailable');
+          } else if (!(err instanceof KmsError)) {
+            this.opts.log.warn({ lane: lane.index, err: String(err) }, 'HSM lane failed unexpectedly; recovering it before its next call');
+            lane.needsRecovery = true;
+          } else if (!timedOut) {
+            // The token answered (a data or key error): it is up.
+            this.recordSuccess();
+          }
+          if (timedOut) {
+            this.opts.log.info({ lane: lane.index }, 'quarantined HSM session returned');
+          }
+          this.release(lane);
+          if (!timedOut) reject(err);
+        },
+      );
+    });
+  }
+
+  /**
+   * One recovery at a time across lanes: recovering may C_Finalize and
+   * C_Initialize the module, and SoftHSM2 shares one library state between
+   * the lanes of a process.
+   */
+  private recovery: Promise<unknown> = Promise.resolve();
+
+  private async recoverLane(lane: LaneState, deadline: number): Promise<void> {
+    const turn = this.recovery.then(async () => {
+      if (deadline - Date.now() <= 0) throw new DependencyTimeoutException(TOKEN_TIMEOUT);
+      await lane.lane.recover();
+    });
+    this.recovery = turn.catch(() => undefined);
+    try {
+      await turn;
+    } catch (e) {
+      this.opts.metrics?.hsmRecoveries.inc({ result: 'failed' });
+      throw e instanceof KmsError ? e : new KeyUnavailableException(TOKEN_UNAVAILABLE, { tokenFault: true });
+    }
+    this.opts.metrics?.hsmRecoveries.inc({ result: 'ok' });
+    lane.needsRecovery = false;
+    lane.known.clear();
+    this.description ??= lane.lane.describe();
+  }
+
+  /** Tells a lane about a key it has not used yet (one find on the token). */
+  private async learn(lane: LaneState, name: string): Promise<void> {
+    const req = this.keys.get(name);
+    if (req === undefined) throw new KMSInternalException(`key material '${name}' was never prepared`);
+    const r = await lane.lane.prepareKey({ ...req, createIfMissing: false });
+    if (r.state !== 'ready') throw new KeyUnavailableException(`${req.displayName} is unavailable.`);
+    lane.known.add(name);
+  }
+
+  private async teach(l: LaneState, reqs: PrepareKeyRequest[]): Promise<void> {
+    try {
+      await this.runOnLane(this.take(l), Date.now() + Math.max(this.opts.deadlineMs, 60_000), async () => {
+        const out = await l.lane.findKeys(reqs);
+        out.forEach((r, i) => r.state === 'ready' && l.known.add(reqs[i]!.name));
+      });
+    } catch {
+      // The lane learns per key on first use instead.
+    }
+  }
+
+  // ---- lanes: acquire / release ---------------------------------------------
+
+  private take(l: LaneState): LaneState {
+    l.busy = true;
+    this.updateGauges();
+    return l;
+  }
+
+  private acquire(deadline: number): Promise<LaneState> {
+    const free = this.lanes.find((l) => !l.busy && !l.quarantined);
+    if (free !== undefined && this.waiters.length === 0) return Promise.resolve(this.take(free));
+    return new Promise<LaneState>((resolve, reject) => {
+      const w: Waiter = {
+        resolve,
+        reject,
+        deadline,
+        timer: setTimeout(
+          () => {
+            const i = this.waiters.indexOf(w);
+            if (i >= 0) this.waiters.splice(i, 1);
+            // Not a breaker failure: every lane is busy, which says the gateway is
+            // overloaded, not that the token failed (a lane stuck in a hung token
+            // already counted when its own call passed the deadline).
+            reject(new DependencyTimeoutException(TOKEN_TIMEOUT));
+          },
+          Math.max(0, deadline - Date.now()),
+        ),
+      };
+      this.waiters.push(w);
+    });
+  }
+
+  private release(lane: LaneState): void {
+    lane.busy = false;
+    lane.quarantined = false;
+    const w = this.waiters.shift();
+    if (w !== undefined) {
+      clearTimeout(w.timer);
+      w.resolve(this.take(lane));
+    }
+    this.updateGauges();
+  }
+
+  // ---- circuit breaker ------------------------------------------------------
+
+  private faultError(kind: FaultKind): KmsError {
+    return kind === 'timeout' ? new DependencyTimeoutException(TOKEN_TIMEOUT) : new KeyUnavailableException(TOKEN_UNAVAILABLE, { tokenFault: true });
+  }
+
+  private recordSuccess(): void {
+    this.consecutiveFailures = 0;
+    this.lastReadyAt = Date.now();
+    this.setTokenUp(true);
+  }
+
+  private recordFailure(kind: FaultKind): void {
+    this.lastFault = kind;
+    this.setTokenUp(false);
+    if (++this.consecutiveFailures >= this.opts.failureThreshold && !this.circuitOpen) this.openCircuit(kind);
+  }
+
+  private openCircuit(kind: FaultKind): void {
+    if (this.closed) return;
+    this.circuitOpen = true;
+    this.lastFault = kind;
+    this.opts.log.warn({ fault: kind, failures: this.consecutiveFailures }, 'HSM circuit open: failing fast, probing the token in the background');
+    this.updateGauges();
+    this.probeTimer ??= setInterval(() => void this.probe(), this.opts.probeIntervalMs);
+    this.probeTimer.unref();
+  }
+
+  private closeCircuit(): void {
+    if (this.probeTimer !== undefined) clearInterval(this.probeTimer);
+    this.probeTimer = undefined;
+    if (this.circuitOpen) this.opts.log.info({}, 'HSM circuit closed: the token answers again');
+    this.circuitOpen = false;
+    this.consecutiveFailures = 0;
+    this.updateGauges();
+  }
+
+  /** One background probe: recover an idle lane and ask the token for a random byte. */
+  private async probe(): Promise<void> {
+    if (this.probing || this.closed || !this.circuitOpen) return;
+    const free = this.lanes.find((l) => !l.busy && !l.quarantined);
+    if (free === undefined) return; // every lane is stuck in the token: nothing to probe with
+    this.probing = true;
+    const started = performance.now();
+    let outcome: HsmCallOutcome = 'ok';
+    try {
+      const lane = this.take(free);
+      await this.runOnLane(lane, Date.now() + this.opts.deadlineMs, async () => {
+        await this.recoverLane(lane, Date.now() + this.opts.deadlineMs);
+        await lane.lane.random(1);
+      });
+      // Every other lane re-opens its session before its next call.
+      for (const l of this.lanes) if (l !== lane) l.needsRecovery = true;
+      this.closeCircuit();
+    } catch (e) {
+      outcome = this.outcomeOf(e);
+    } finally {
+      this.probing = false;
+      this.opts.metrics?.hsmCallDuration.observe({ mechanism: 'probe', outcome }, (performance.now() - started) / 1000);
+    }
+  }
+
+  private setTokenUp(up: boolean): void {
+    this.tokenUp = up;
+    this.opts.metrics?.hsmTokenUp.set(up ? 1 : 0);
+  }
+
+  private updateGauges(): void {
+    const m = this.opts.metrics;
+    if (m === undefined) return;
+    const s = this.stats();
+    m.hsmSessions.set({ state: 'in_use' }, s.inUse);
+    m.hsmSessions.set({ state: 'idle' }, s.idle);
+    m.hsmSessions.set({ state: 'quarantined' }, s.quarantined);
+    m.hsmCircuitOpen.set(s.circuitOpen ? 1 : 0);
+  }
+}
