@@ -46,8 +46,9 @@ export function createApp(deps: AppDeps): Express {
     res.set('x-amzn-RequestId', randomUUID());
     next();
   });
-  app.post('/', requestMetrics(deps.metrics));
-  app.use(kmsJsonRouter(deps.operations ?? defaultOperations, { keys: deps.keys, hsm: deps.hsm }, deps.auth));
+  const operations = deps.operations ?? defaultOperations;
+  app.post('/', requestMetrics(deps.metrics, operations.keys()));
+  app.use(kmsJsonRouter(operations, { keys: deps.keys, hsm: deps.hsm }, deps.auth));
   // Anything that is not `POST /` is not a KMS call.
   app.use(() => {
     throw new UnknownOperationException();

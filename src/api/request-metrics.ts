@@ -38,8 +38,14 @@ function keyIdOf(keyArn: string | undefined): string {
   return at < 0 ? UNKNOWN : keyArn.slice(at + 5);
 }
 
-/** Mount on `POST /` before the KMS framing. */
-export function requestMetrics(metrics: Metrics): RequestHandler {
+/**
+ * Mount on `POST /` before the KMS framing. The timeout counter of every
+ * operation in `operations` starts at 0, so the very first timeouts already
+ * show as an increase to rate() (a labelled series otherwise appears only at
+ * its first increment).
+ */
+export function requestMetrics(metrics: Metrics, operations: Iterable<string> = []): RequestHandler {
+  for (const operation of operations) metrics.hsmTimeouts.inc({ operation }, 0);
   return (_req, res, next) => {
     const started = process.hrtime.bigint();
     res.once('finish', () => {

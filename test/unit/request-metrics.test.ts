@@ -222,7 +222,9 @@ describe('request metrics and the health endpoints (in-process app, fake HSM)', 
       expect(s.some((x) => x.labels['key_id'] === aes.arn)).to.equal(false);
     });
 
-    it('when the HSM passes its deadline, DependencyTimeoutException is counted in kmsgw_hsm_timeouts_total', async () => {
+    it('when the HSM passes its deadline, DependencyTimeoutException is counted in kmsgw_hsm_timeouts_total, whose series existed at 0 before', async () => {
+      const before = (await scrape()).find((x) => x.name === 'kmsgw_hsm_timeouts_total' && x.labels['operation'] === 'Encrypt');
+      expect(before?.value, 'the series exists from the start, so rate() sees the first timeout').to.equal(0);
       hsm.failOn('aesGcmEncrypt', () => new DependencyTimeoutException('The HSM did not answer in time.'));
       const res = await encrypt(aes.keyId);
       expect(res.status).to.equal(503);
