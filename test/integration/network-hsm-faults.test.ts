@@ -14,7 +14,7 @@ import { DecryptCommand, EncryptCommand, GenerateRandomCommand, type KMSClient }
 import { expect } from 'chai';
 import { kmsClient, makeToken, startGateway, tableKey, defaultConfig, type GatewayProcess, type TokenDir } from '../support/gateway.js';
 import { failure } from '../support/sdk-errors.js';
-import { metricSum as metric } from '../support/ops.js';
+import { metricSum as metric, promValue, startPrometheus, waitFor, type PrometheusServer } from '../support/ops.js';
 import { P11KIT_CLIENT_MODULE, P11KitServer } from '../support/p11kit.js';
 
 const DEADLINE_MS = 1000;
@@ -48,6 +48,7 @@ describe('a network HSM (p11-kit server) that freezes, dies and comes back', fun
   let server: P11KitServer;
   let gw: GatewayProcess;
   let kms: KMSClient;
+  let prom: PrometheusServer | undefined;
   const encrypt = () =>
     kms.send(new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from('hello'), EncryptionAlgorithm: 'RSAES_OAEP_SHA_256' }));
   const metrics = async () => (await get(`${gw.url}/metrics`)).text;
@@ -79,6 +80,7 @@ describe('a network HSM (p11-kit server) that freezes, dies and comes back', fun
   });
 
   after(async () => {
+    await prom?.stop();
     await server?.stop();
     await gw?.stop();
   });
@@ -158,8 +160,18 @@ describe('a network HSM (p11-kit server) that freezes, dies and comes back', fun
     expect(metric(await metrics(), 'kmsgw_hsm_recoveries_total', { result: 'ok' })).to.be.at.least(2);
   });
 
-  it('under a load of concurrent requests, freezing, killing and restoring the HSM loses no request: each gets success or a retryable fault within the deadline, and the counters match what clients saw', async () => {
+  it('under a load of concurrent requests, freezing, killing and restoring the HSM loses no request: each gets success or a retryable fault within the deadline, and the counters in /metrics and in a real Prometheus match what clients saw', async () => {
+    // A real Prometheus scrapes the gateway every second through all of it.
+    prom = await startPrometheus(
+      ['global:', '  scrape_interval: 1s', '  scrape_timeout: 1s', 'scrape_configs:', '  - job_name: kms-hsm-gateway', '    static_configs:', `      - targets: ['127.0.0.1:${gw.port}']`, ''].join('\n'),
+    );
+    const p = prom;
+    await waitFor('the first scrape', async () => ((await promValue(p, 'up{job="kms-hsm-gateway"}')) === 1 ? true : undefined));
     const before = await metrics();
+    const promBefore = {
+      timeouts: (await promValue(p, 'sum(kmsgw_hsm_timeouts_total{operation="Encrypt"})')) ?? 0,
+      unavailable: (await promValue(p, 'sum(kmsgw_key_unavailable_total{operation="Encrypt"})')) ?? 0,
+    };
     const seen = new Map<string, number>();
     let slowest = 0;
     let lastSuccess = 0;
@@ -212,6 +224,15 @@ describe('a network HSM (p11-kit server) that freezes, dies and comes back', fun
     const unavailable =
       metric(after, 'kmsgw_key_unavailable_total', { operation: 'Encrypt' }) - metric(before, 'kmsgw_key_unavailable_total', { operation: 'Encrypt' });
     expect(unavailable).to.equal(seen.get('KeyUnavailableException') ?? 0);
+    // And the same counts through Prometheus' query API, once it scraped the end state.
+    await waitFor('Prometheus to scrape the end state', async () => {
+      const t = ((await promValue(p, 'sum(kmsgw_hsm_timeouts_total{operation="Encrypt"})')) ?? 0) - promBefore.timeouts;
+      const u = ((await promValue(p, 'sum(kmsgw_key_unavailable_total{operation="Encrypt"})')) ?? 0) - promBefore.unavailable;
+      return t === timeouts && u === unavailable ? true : undefined;
+    });
+    expect(await promValue(p, 'max_over_time(kmsgw_hsm_circuit_open[1m])')).to.equal(1);
+    expect(await promValue(p, 'min_over_time(kmsgw_hsm_token_up[1m])')).to.equal(0);
+    expect(await promValue(p, 'kmsgw_hsm_circuit_open')).to.equal(0);
   });
 
   it('stopping the gateway while the HSM is frozen and a call is stuck in it still ends the process', async () => {
