@@ -98,9 +98,16 @@ export class KeyUnavailableException extends ServerFault {
    * on the wire.
    */
   readonly tokenFault: boolean;
-  constructor(message?: string, opts: { tokenFault?: boolean } = {}) {
+  /**
+   * true when retrying cannot help and could harm: the token refused the
+   * PIN (a retry with the same PIN counts toward locking the user). The
+   * gateway then stops logging in until it is restarted. Never on the wire.
+   */
+  readonly permanent: boolean;
+  constructor(message?: string, opts: { tokenFault?: boolean; permanent?: boolean } = {}) {
     super(message);
-    this.tokenFault = opts.tokenFault ?? false;
+    this.tokenFault = opts.tokenFault ?? opts.permanent ?? false;
+    this.permanent = opts.permanent ?? false;
   }
 }
 export class DependencyTimeoutException extends ServerFault {

@@ -24,6 +24,10 @@
  *   module re-initialised where needed) and asks the token for one random
  *   byte; success closes the circuit and marks every other lane for
  *   recovery before its next call.
+ * - PIN refused (KeyUnavailableException with `permanent`): no lane logs
+ *   in again until a restart, because every try with the same PIN counts
+ *   toward locking the HSM user. Calls answer KeyUnavailableException and
+ *   /readyz says why.
  * - Start-up never needs the token: lanes that cannot reach it start
  *   marked for recovery, the circuit starts open, and the probe closes it
  *   when the token appears.
@@ -58,6 +62,7 @@ export interface HsmLane extends Hsm {
 export interface GuardedHsmLogger {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
+  error?(obj: object, msg: string): void;
 }
 
 export interface GuardedHsmOptions {
@@ -108,6 +113,8 @@ export class GuardedHsm implements Hsm {
   private lastReadyAt = 0;
   private readyProbe: Promise<boolean> | undefined;
   private description: HsmDescription | undefined;
+  /** Set when the token refused the PIN: no lane logs in again until a restart (each try counts toward locking the user). */
+  private refused: string | undefined;
 
   constructor(private readonly opts: GuardedHsmOptions) {
     if (opts.lanes.length === 0) throw new Error('GuardedHsm needs at least one lane');
@@ -246,6 +253,7 @@ export class GuardedHsm implements Hsm {
    */
   async readiness(): Promise<{ ready: boolean; reason?: string }> {
     if (this.closed) return { ready: false, reason: 'closing' };
+    if (this.refused !== undefined) return { ready: false, reason: 'HSM refused the PIN (fix hsm.pin and restart)' };
     if (this.circuitOpen) return { ready: false, reason: this.lastFault === 'timeout' ? 'HSM not answering (circuit open)' : 'HSM unavailable (circuit open)' };
     if (Date.now() - this.lastReadyAt <= this.opts.readyCacheMs) return { ready: true };
     this.readyProbe ??= this.invoke('probe', (l) => l.lane.random(1)).then(
@@ -398,8 +406,17 @@ export class GuardedHsm implements Hsm {
 
   private async recoverLane(lane: LaneState, deadline: number): Promise<void> {
     const turn = this.recovery.then(async () => {
+      if (this.refused !== undefined) throw new KeyUnavailableException(this.refused, { permanent: true });
       if (deadline - Date.now() <= 0) throw new DependencyTimeoutException(TOKEN_TIMEOUT);
-      await lane.lane.recover();
+      try {
+        await lane.lane.recover();
+      } catch (e) {
+        if (e instanceof KeyUnavailableException && e.permanent && this.refused === undefined) {
+          this.refused = e.message;
+          (this.opts.log.error ?? this.opts.log.warn).call(this.opts.log, { reason: e.message }, 'the HSM refused the PIN; not logging in again (that could lock the user): fix hsm.pin and restart the gateway');
+        }
+        throw e;
+      }
     });
     this.recovery = turn.catch(() => undefined);
     try {
@@ -516,7 +533,7 @@ export class GuardedHsm implements Hsm {
 
   /** One background probe: recover an idle lane and ask the token for a random byte. */
   private async probe(): Promise<void> {
-    if (this.probing || this.closed || !this.circuitOpen) return;
+    if (this.probing || this.closed || !this.circuitOpen || this.refused !== undefined) return;
     const free = this.lanes.find((l) => !l.busy && !l.quarantined);
     if (free === undefined) return; // every lane is stuck in the token: nothing to probe with
     this.probing = true;

@@ -37,12 +37,34 @@ export interface WireError {
   name: string;
   message: string;
   tokenFault?: boolean;
+  permanent?: boolean;
 }
 
 export type LaneReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: WireError };
 
 export interface LaneLog {
   log: { level: 'info' | 'warn' | 'error'; obj: object; msg: string };
+}
+
+/**
+ * Makes `v` cheap to post: structured clone copies a typed array's whole
+ * backing ArrayBuffer, and a small Buffer is usually a view into Node's
+ * shared 8 KiB pool (or a request body), so each byte view is copied once
+ * into an ArrayBuffer of its own size and transferred, not cloned.
+ */
+export function pack(v: unknown, transfer: ArrayBuffer[]): unknown {
+  if (v instanceof Uint8Array) {
+    const own = new Uint8Array(v);
+    transfer.push(own.buffer);
+    return own;
+  }
+  if (Array.isArray(v)) return v.map((x) => pack(x, transfer));
+  if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = pack(x, transfer);
+    return out;
+  }
+  return v;
 }
 
 export function revive(v: unknown): unknown {
@@ -57,7 +79,7 @@ export function revive(v: unknown): unknown {
 }
 
 export function toWireError(e: unknown): WireError {
-  if (e instanceof KeyUnavailableException) return { name: e.name, message: e.message, tokenFault: e.tokenFault };
+  if (e instanceof KeyUnavailableException) return { name: e.name, message: e.message, tokenFault: e.tokenFault, permanent: e.permanent };
   if (e instanceof KmsError) return { name: e.name, message: e.message };
   return { name: 'KMSInternalException', message: 'An internal error occurred.' };
 }
@@ -65,7 +87,7 @@ export function toWireError(e: unknown): WireError {
 const byName = errors as unknown as Record<string, unknown>;
 
 export function fromWireError(w: WireError): KmsError {
-  if (w.name === 'KeyUnavailableException') return new KeyUnavailableException(w.message, { tokenFault: w.tokenFault ?? false });
+  if (w.name === 'KeyUnavailableException') return new KeyUnavailableException(w.message, { tokenFault: w.tokenFault ?? false, permanent: w.permanent ?? false });
   const cls = byName[w.name];
   if (typeof cls === 'function' && cls.prototype instanceof KmsError) {
     const err = new (cls as new (m?: string) => KmsError)(w.message === '' ? undefined : w.message);

@@ -9,7 +9,7 @@ import { chmodSync, copyFileSync, mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DecryptCommand, EncryptCommand } from '@aws-sdk/client-kms';
+import { DecryptCommand, EncryptCommand, GenerateRandomCommand } from '@aws-sdk/client-kms';
 import { expect } from 'chai';
 import {
   defaultConfig,
@@ -20,6 +20,7 @@ import {
   startGateway,
   type TokenDir,
 } from '../support/gateway.js';
+import { failure } from '../support/sdk-errors.js';
 
 type Json = Record<string, any>;
 
@@ -135,6 +136,27 @@ describe('gateway start-up configuration', function () {
       expect(gw.logs()).to.contain("'no-such-token'");
       const ready = await fetch(`${gw.url}/readyz`);
       expect(ready.status).to.equal(503);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('a PIN the token refuses does not stop start-up, and is tried only once: KMS calls answer KeyUnavailableException and /readyz says why', async () => {
+    const gw = await startGateway({
+      config: configWith((c) => (c['hsm'] = { ...c['hsm'], pin: { env: 'KMSGW_TEST_WRONG_PIN' }, probeIntervalMs: 100 })),
+      token,
+      env: { KMSGW_TEST_WRONG_PIN: '000000' },
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 1000));
+      const err = await failure(kmsClient(gw.url).send(new GenerateRandomCommand({ NumberOfBytes: 8 })));
+      expect(err.name).to.equal('KeyUnavailableException');
+      const ready = await fetch(`${gw.url}/readyz`);
+      expect(ready.status).to.equal(503);
+      expect(await ready.text()).to.contain('HSM refused the PIN');
+      // One login attempt in all, whatever the number of lanes and probes: a retry could lock the HSM user.
+      expect(gw.logs().match(/the HSM refused the PIN; not logging in again/g)).to.have.length(1);
+      expect(gw.logs()).not.to.contain('000000');
     } finally {
       await gw.stop();
     }

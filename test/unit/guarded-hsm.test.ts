@@ -126,6 +126,21 @@ describe('GuardedHsm fault handling (fake HSM lanes)', function () {
     }
   });
 
+  describe('a refused PIN', () => {
+    it('when the token refuses the PIN, no lane tries to log in again (each try counts toward locking the user): calls answer KeyUnavailableException and readiness says why', async () => {
+      const r = await rig({ start: false, probeIntervalMs: 20 });
+      for (const l of r.lanes) l.failOn('recover', () => new KeyUnavailableException('The HSM refused the PIN (CKR_PIN_INCORRECT).', { permanent: true }), Infinity);
+      await r.hsm.start();
+      await sleep(10 * r.opts.probeIntervalMs);
+      const err = (await settle(r.hsm.random(4))).error;
+      expect(err).to.be.instanceOf(KeyUnavailableException);
+      expect((err as KeyUnavailableException).tokenFault).to.equal(true);
+      expect(calls(r).filter((c) => c === 'recover'), 'login attempts').to.have.length(1);
+      expect(await r.hsm.readiness()).to.deep.equal({ ready: false, reason: 'HSM refused the PIN (fix hsm.pin and restart)' });
+      expect(r.logs.filter((m) => m.includes('refused the PIN'))).to.have.length(1);
+    });
+  });
+
   describe('a frozen token', () => {
     it('when one lane is frozen, Encrypt answers DependencyTimeoutException at the deadline, the lane is counted quarantined, and another lane still works', async () => {
       const r = await rig({ deadlineMs: 100 });

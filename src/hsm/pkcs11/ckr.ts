@@ -75,6 +75,19 @@ export const CKR = {
   OPERATION_ACTIVE: C['CKR_OPERATION_ACTIVE'] as number,
 };
 
+/**
+ * C_Login codes that mean the PIN itself was refused. Trying the same PIN
+ * again cannot succeed and, on most HSMs, counts toward locking the user.
+ */
+const PIN_REFUSED = new Set(
+  ['CKR_PIN_INCORRECT', 'CKR_PIN_INVALID', 'CKR_PIN_LEN_RANGE', 'CKR_PIN_LOCKED', 'CKR_PIN_EXPIRED'].map((n) => C[n]).filter((c): c is number => typeof c === 'number'),
+);
+
+export function isPinRefused(err: unknown): boolean {
+  const code = ckrCode(err);
+  return code !== undefined && PIN_REFUSED.has(code);
+}
+
 /** The numeric CKR code of a pkcs11js error, or undefined for anything else. */
 export function ckrCode(err: unknown): number | undefined {
   if (err instanceof pkcs11js.Pkcs11Error && typeof err.code === 'number') return err.code;

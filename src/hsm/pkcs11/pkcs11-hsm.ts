@@ -24,7 +24,7 @@ import { KeyUnavailableException, KmsError, KMSInternalException, InvalidCiphert
 import type { RsaKeySpec } from '../../config/config.js';
 import type { FindKeyResult, Hsm, HsmDescription, HsmRecordRef, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
 import { oaepDecode, oaepEncode } from '../oaep.js';
-import { CKR, ckrCode, ckrName, disposition } from './ckr.js';
+import { CKR, ckrCode, ckrName, disposition, isPinRefused } from './ckr.js';
 import { SessionPool } from './session-pool.js';
 
 type Handle = Buffer;
@@ -165,6 +165,10 @@ export class Pkcs11Hsm implements Hsm {
         this.forgetHandles();
         return;
       } catch (e) {
+        if (isPinRefused(e)) {
+          this.closeSessionsQuietly();
+          throw new KeyUnavailableException(`The HSM refused the PIN (${ckrName(ckrCode(e) ?? -1)}).`, { permanent: true });
+        }
         this.opts.log.warn({ ckr: ckrName(ckrCode(e) ?? -1) }, 'token session re-open failed; re-initialising the PKCS#11 module');
         this.closeSessionsQuietly();
         try {
@@ -183,6 +187,10 @@ export class Pkcs11Hsm implements Hsm {
     } catch (e) {
       const ckr = ckrCode(e);
       const reason = ckr === undefined ? (e as Error).message : ckrName(ckr);
+      if (isPinRefused(e)) {
+        this.closeSessionsQuietly();
+        throw new KeyUnavailableException(`The HSM refused the PIN (${reason}).`, { permanent: true });
+      }
       this.closeSessionsQuietly();
       if (this.started) {
         try {

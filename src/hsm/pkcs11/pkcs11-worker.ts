@@ -6,7 +6,7 @@
  * never does.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { revive, toWireError, type LaneLog, type LaneReply, type LaneRequest } from '../lane-protocol.js';
+import { pack, revive, toWireError, type LaneLog, type LaneReply, type LaneRequest } from '../lane-protocol.js';
 import { Pkcs11Hsm, type Pkcs11HsmOptions } from './pkcs11-hsm.js';
 
 export type WorkerOptions = Omit<Pkcs11HsmOptions, 'log'>;
@@ -28,7 +28,10 @@ port.on('message', (req: LaneRequest) => {
         if (typeof fn !== 'function') throw new Error(`no method ${req.method}`);
         value = await fn.apply(hsm, revive(req.args) as unknown[]);
       }
-      reply = { id: req.id, ok: true, value };
+      const transfer: ArrayBuffer[] = [];
+      reply = { id: req.id, ok: true, value: pack(value, transfer) };
+      port.postMessage(reply, transfer);
+      return;
     } catch (e) {
       if (!(e instanceof Error && 'status' in e)) send('error')({ method: req.method, err: String(e) }, 'unexpected failure in the PKCS#11 worker');
       reply = { id: req.id, ok: false, error: toWireError(e) };

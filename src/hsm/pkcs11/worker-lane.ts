@@ -11,7 +11,7 @@ import type { RsaKeySpec } from '../../config/config.js';
 import { KeyUnavailableException } from '../../errors.js';
 import type { HsmLane } from '../guarded-hsm.js';
 import type { FindKeyResult, HsmDescription, HsmRecordRef, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
-import { fromWireError, revive, type LaneLog, type LaneMethod, type LaneReply, type LaneRequest } from '../lane-protocol.js';
+import { fromWireError, pack, revive, type LaneLog, type LaneMethod, type LaneReply, type LaneRequest } from '../lane-protocol.js';
 import type { HsmLogger } from './pkcs11-hsm.js';
 import type { WorkerOptions } from './pkcs11-worker.js';
 
@@ -62,7 +62,8 @@ export class WorkerLane implements HsmLane {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      w.postMessage({ id, method, args } satisfies LaneRequest);
+      const transfer: ArrayBuffer[] = [];
+      w.postMessage({ id, method, args: pack(args, transfer) as unknown[] } satisfies LaneRequest, transfer);
     });
   }
 
