@@ -119,7 +119,8 @@ export class GuardedHsm implements Hsm {
   constructor(private readonly opts: GuardedHsmOptions) {
     if (opts.lanes.length === 0) throw new Error('GuardedHsm needs at least one lane');
     this.lanes = opts.lanes.map((lane, index) => ({ lane, index, busy: false, quarantined: false, needsRecovery: true, known: new Set() }));
-    this.updateGauges();
+    // The session, circuit and token gauges are read from stats() when Prometheus scrapes.
+    opts.metrics?.watchHsm(() => this.stats());
   }
 
   /**
@@ -132,13 +133,13 @@ export class GuardedHsm implements Hsm {
     const results = await Promise.allSettled(this.lanes.map((l) => this.runOnLane(this.take(l), deadline, () => this.recoverLane(l, deadline))));
     const up = results.filter((r) => r.status === 'fulfilled').length;
     if (up > 0) {
-      this.setTokenUp(true);
+      this.tokenUp = true;
       this.closeCircuit();
     } else {
       const first = results[0];
       const reason = first?.status === 'rejected' ? (first.reason as Error).message : 'unknown';
       this.opts.log.warn({ reason }, 'HSM unreachable at start; serving anyway, probing in the background');
-      this.setTokenUp(false);
+      this.tokenUp = false;
       if (!this.circuitOpen) this.openCircuit('unavailable');
     }
   }
@@ -356,8 +357,7 @@ export class GuardedHsm implements Hsm {
         () => {
           timedOut = true;
           lane.quarantined = true;
-          this.updateGauges();
-          this.opts.log.warn({ lane: lane.index }, 'HSM call passed its deadline; session quarantined until the token returns it');
+                this.opts.log.warn({ lane: lane.index }, 'HSM call passed its deadline; session quarantined until the token returns it');
           this.recordFailure('timeout');
           reject(new DependencyTimeoutException(TOKEN_TIMEOUT));
         },
@@ -455,7 +455,6 @@ export class GuardedHsm implements Hsm {
 
   private take(l: LaneState): LaneState {
     l.busy = true;
-    this.updateGauges();
     return l;
   }
 
@@ -491,7 +490,6 @@ export class GuardedHsm implements Hsm {
       clearTimeout(w.timer);
       w.resolve(this.take(lane));
     }
-    this.updateGauges();
   }
 
   // ---- circuit breaker ------------------------------------------------------
@@ -503,12 +501,12 @@ export class GuardedHsm implements Hsm {
   private recordSuccess(): void {
     this.consecutiveFailures = 0;
     this.lastReadyAt = Date.now();
-    this.setTokenUp(true);
+    this.tokenUp = true;
   }
 
   private recordFailure(kind: FaultKind): void {
     this.lastFault = kind;
-    this.setTokenUp(false);
+    this.tokenUp = false;
     if (++this.consecutiveFailures >= this.opts.failureThreshold && !this.circuitOpen) this.openCircuit(kind);
   }
 
@@ -517,7 +515,6 @@ export class GuardedHsm implements Hsm {
     this.circuitOpen = true;
     this.lastFault = kind;
     this.opts.log.warn({ fault: kind, failures: this.consecutiveFailures }, 'HSM circuit open: failing fast, probing the token in the background');
-    this.updateGauges();
     this.probeTimer ??= setInterval(() => void this.probe(), this.opts.probeIntervalMs);
     this.probeTimer.unref();
   }
@@ -528,7 +525,6 @@ export class GuardedHsm implements Hsm {
     if (this.circuitOpen) this.opts.log.info({}, 'HSM circuit closed: the token answers again');
     this.circuitOpen = false;
     this.consecutiveFailures = 0;
-    this.updateGauges();
   }
 
   /** One background probe: recover an idle lane and ask the token for a random byte. */
@@ -554,20 +550,5 @@ export class GuardedHsm implements Hsm {
       this.probing = false;
       this.opts.metrics?.hsmCallDuration.observe({ mechanism: 'probe', outcome }, (performance.now() - started) / 1000);
     }
-  }
-
-  private setTokenUp(up: boolean): void {
-    this.tokenUp = up;
-    this.opts.metrics?.hsmTokenUp.set(up ? 1 : 0);
-  }
-
-  private updateGauges(): void {
-    const m = this.opts.metrics;
-    if (m === undefined) return;
-    const s = this.stats();
-    m.hsmSessions.set({ state: 'in_use' }, s.inUse);
-    m.hsmSessions.set({ state: 'idle' }, s.idle);
-    m.hsmSessions.set({ state: 'quarantined' }, s.quarantined);
-    m.hsmCircuitOpen.set(s.circuitOpen ? 1 : 0);
   }
 }

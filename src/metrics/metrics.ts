@@ -32,6 +32,11 @@ export type HsmCallOutcome = 'ok' | 'client_error' | 'key_unavailable' | 'token_
 
 export type SessionState = 'in_use' | 'idle' | 'quarantined';
 
+/** What the HSM gauges show, read when Prometheus scrapes (GuardedHsm.stats()). */
+export interface HsmGaugeSource {
+  (): { inUse: number; idle: number; quarantined: number; circuitOpen: boolean; tokenUp: boolean };
+}
+
 export interface Metrics {
   registry: Registry;
   /** Every KMS request, by operation and outcome (`success` or the KMS error type). */
@@ -53,6 +58,11 @@ export interface Metrics {
   hsmRecoveries: Counter<'result'>;
   /** 1 once the key state has been read from the token (the gateway can serve KMS requests). */
   keyStateLoaded: Gauge;
+  /**
+   * Where kmsgw_hsm_sessions, kmsgw_hsm_circuit_open and kmsgw_hsm_token_up
+   * come from: read at scrape time, so the request path sets no gauge.
+   */
+  watchHsm(source: HsmGaugeSource): void;
 }
 
 /** Request latency buckets: the token answers in tens of microseconds to a few ms; deadlines are seconds. */
@@ -63,7 +73,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
   const registry = new Registry();
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  let hsm: HsmGaugeSource | undefined;
   return {
+    watchHsm(source) {
+      hsm = source;
+    },
     registry,
     requests: new Counter({
       name: 'kmsgw_requests_total',
@@ -102,16 +116,31 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       help: 'HSM sessions by state (in_use, idle, quarantined: past its deadline and not yet returned).',
       labelNames: ['state'],
       registers,
+      collect() {
+        const s = hsm?.();
+        if (s === undefined) return;
+        this.set({ state: 'in_use' }, s.inUse);
+        this.set({ state: 'idle' }, s.idle);
+        this.set({ state: 'quarantined' }, s.quarantined);
+      },
     }),
     hsmCircuitOpen: new Gauge({
       name: 'kmsgw_hsm_circuit_open',
       help: '1 while the HSM circuit breaker is open (calls fail fast, a background probe tests the token).',
       registers,
+      collect() {
+        const s = hsm?.();
+        if (s !== undefined) this.set(s.circuitOpen ? 1 : 0);
+      },
     }),
     hsmTokenUp: new Gauge({
       name: 'kmsgw_hsm_token_up',
       help: '1 while the token answers (last call or probe succeeded), 0 after a token fault or timeout.',
       registers,
+      collect() {
+        const s = hsm?.();
+        if (s !== undefined) this.set(s.tokenUp ? 1 : 0);
+      },
     }),
     hsmRecoveries: new Counter({
       name: 'kmsgw_hsm_recoveries_total',
