@@ -6,11 +6,13 @@
  *                  SignedHeaders=host;x-amz-date;x-amz-target, Signature=<64 hex>
  *   X-Amz-Date: 20260101T120000Z
  *
- * The signature is recomputed with `@smithy/signature-v4` (the signer the AWS
- * SDK for JavaScript itself uses) over a request rebuilt from the method,
- * path, query, the signed headers only and the exact raw body, and compared
- * in constant time. Checks and answers follow AWS's JSON-protocol services,
- * in their order:
+ * The signature is recomputed with node:crypto over the canonical request
+ * (sigv4-canonical.ts: method, path, query, the signed headers only, the
+ * hash of the exact raw body), exactly as `@smithy/signature-v4` (the signer
+ * the AWS SDK for JavaScript uses) computes it, and compared in constant
+ * time. The signing key (the HMAC chain of secret, date, region, service)
+ * is cached per access key, secret and day. Checks and answers follow AWS's
+ * JSON-protocol services, in their order:
  *
  * 1. no Authorization header: MissingAuthenticationTokenException;
  * 2. a part that is not key=value; Credential, Signature or SignedHeaders
@@ -18,7 +20,8 @@
  * 3. a date not in ISO-8601 basic format: IncompleteSignatureException; more
  *    than 5 minutes off the gateway's clock: InvalidSignatureException
  *    ("Signature expired: ..." / "Signature not yet current: ...");
- * 4. `host` not signed: InvalidSignatureException;
+ * 4. `host` not signed, or X-Amz-Target, X-Amz-Date, X-Amz-Content-Sha256
+ *    or X-Amz-Security-Token sent but not signed: InvalidSignatureException;
  * 5. an algorithm other than AWS4-HMAC-SHA256, a credential that is not
  *    keyid/date/region/service/aws4_request: IncompleteSignatureException;
  * 6. a scope for another region or service, another terminator, or another
@@ -31,10 +34,8 @@
  * Only X-Amz-Date-dated requests verify (every AWS SDK and the CLI send it);
  * query-string (presigned) signatures are refused.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { Sha256 } from '@smithy/core/checksum';
-import { SignatureV4 } from '@smithy/signature-v4';
 import {
   IncompleteSignatureException,
   InvalidSignatureException,
@@ -42,15 +43,31 @@ import {
   UnrecognizedClientException,
 } from '../errors.js';
 import type { Credential } from './credentials.js';
+import { canonicalRequest, parseQuery } from './sigv4-canonical.js';
 import type { Authenticator, Principal, SignedRequest } from './types.js';
 
 export const ALGORITHM = 'AWS4-HMAC-SHA256';
 export const SERVICE = 'kms';
 const TERMINATOR = 'aws4_request';
+/** Headers that change what the gateway does: when sent, they must be signed. */
+export const MUST_BE_SIGNED = ['x-amz-target', 'x-amz-date', 'x-amz-content-sha256', 'x-amz-security-token'] as const;
 /** AWS's clock-skew window. */
-export /** Headers that change what the gateway does: when sent, they must be signed. */
-const MUST_BE_SIGNED = ['x-amz-target', 'x-amz-date', 'x-amz-content-sha256', 'x-amz-security-token'] as const;
 const MAX_SKEW_MS = 5 * 60 * 1000;
+
+/**
+ * Headers a signer writes itself: @smithy/signature-v4 drops them from the
+ * request it is given and signs its own X-Amz-Date (the request's date), so
+ * a client's signed `date` or `authorization` is not part of the signature.
+ */
+const GENERATED_HEADERS: ReadonlySet<string> = new Set(['authorization', 'date', 'x-amz-date']);
+
+/**
+ * Derived signing keys kept at most: one per access key and day (two around
+ * midnight UTC), so a few hundred cover any credentials file. Only requests
+ * from known access key ids with a date inside the skew window get this far,
+ * so unknown callers cannot fill it.
+ */
+const SIGNING_KEY_CACHE_SIZE = 256;
 
 const SIGNATURE_MISMATCH =
   'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.';
@@ -85,32 +102,16 @@ function parseBasicFormat(value: string): number | undefined {
   return basicFormat(ms) === value ? ms : undefined;
 }
 
+/** The last date parsed: the requests of one second all carry the same X-Amz-Date. */
+let lastDate: { value: string; ms: number | undefined } = { value: '', ms: undefined };
+
+function parseBasicFormatMemo(value: string): number | undefined {
+  if (value !== lastDate.value) lastDate = { value, ms: parseBasicFormat(value) };
+  return lastDate.ms;
+}
+
 function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(',') : value;
-}
-
-/** decodeURIComponent that leaves a malformed escape as it is. */
-function decode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
-}
-
-/** The raw query string as the signer expects it: decoded names and values, repeated names as lists. */
-function parseQuery(raw: string): Record<string, string | string[]> {
-  const query: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
-  if (raw === '') return query;
-  for (const pair of raw.split('&')) {
-    if (pair === '') continue;
-    const eq = pair.indexOf('=');
-    const name = decode(eq < 0 ? pair : pair.slice(0, eq));
-    const value = eq < 0 ? '' : decode(pair.slice(eq + 1));
-    const prev = query[name];
-    query[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
-  }
-  return query;
 }
 
 interface ParsedAuthorization {
@@ -151,10 +152,38 @@ function parseAuthorization(header: string, headers: IncomingHttpHeaders): Parse
   };
 }
 
+function hmac(key: string | Buffer, data: string): Buffer {
+  return createHmac('sha256', key).update(data, 'utf8').digest();
+}
+
+/**
+ * Derived SigV4 signing keys, HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date),
+ * region), service), "aws4_request"), by access key id, date, region and
+ * service; an entry is used only for the very secret it was derived from, so
+ * a rotated secret (a reloaded credentials file) derives a new key. Bounded:
+ * the oldest entry goes first. Neither secrets nor keys ever leave this
+ * object (private fields, not shown by util.inspect, never logged).
+ */
+class SigningKeyCache {
+  readonly #entries = new Map<string, { secret: string; key: Buffer }>();
+
+  key(accessKeyId: string, secret: string, date: string, region: string, service: string): Buffer {
+    const id = `${accessKeyId}/${date}/${region}/${service}`;
+    const hit = this.#entries.get(id);
+    if (hit !== undefined && hit.secret === secret) return hit.key;
+    const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, date), region), service), TERMINATOR);
+    this.#entries.delete(id);
+    if (this.#entries.size >= SIGNING_KEY_CACHE_SIZE) this.#entries.delete(this.#entries.keys().next().value as string);
+    this.#entries.set(id, { secret, key });
+    return key;
+  }
+}
+
 export class SigV4Authenticator implements Authenticator {
   readonly #region: string;
   readonly #credentials: CredentialLookup;
   readonly #now: () => number;
+  readonly #signingKeys = new SigningKeyCache();
 
   constructor(opts: SigV4Options) {
     this.#region = opts.region;
@@ -162,7 +191,13 @@ export class SigV4Authenticator implements Authenticator {
     this.#now = opts.now ?? Date.now;
   }
 
+  /** The Authenticator contract: rejects with the errors verify() throws. */
   async authenticate(req: SignedRequest): Promise<Principal> {
+    return this.verify(req);
+  }
+
+  /** The principal who signed the request, synchronously; throws the errors listed at the top of this file. */
+  verify(req: SignedRequest): Principal {
     const header = single(req.headers['authorization']);
     if (header === undefined || header.trim() === '') {
       const query = parseQuery(req.query);
@@ -173,7 +208,7 @@ export class SigV4Authenticator implements Authenticator {
     const auth = parseAuthorization(header, req.headers);
 
     // Step 3: the date, and the 5-minute window.
-    const signedAt = parseBasicFormat(auth.date);
+    const signedAt = parseBasicFormatMemo(auth.date);
     if (signedAt === undefined)
       throw new IncompleteSignatureException(`Date must be in ISO-8601 'basic format'. Got '${auth.date}'. See http://en.wikipedia.org/wiki/ISO_8601`);
     const now = this.#now();
@@ -222,7 +257,7 @@ export class SigV4Authenticator implements Authenticator {
     if (known === undefined || req.headers['x-amz-security-token'] !== undefined) throw new UnrecognizedClientException();
 
     // Step 8: the signature.
-    const computed = await this.#signature(req, auth, signedNames, signedAt, accessKeyId, known.secret);
+    const computed = this.#signature(req, auth, signedNames, accessKeyId, known.secret);
     const given = Buffer.from(auth.signature, 'utf8');
     const expected = Buffer.from(computed ?? '', 'utf8');
     if (computed === undefined || given.length !== expected.length || !timingSafeEqual(given, expected))
@@ -230,57 +265,34 @@ export class SigV4Authenticator implements Authenticator {
     return known.principal;
   }
 
-  /** The signature the request should carry, or undefined when it cannot be computed. */
-  async #signature(
-    req: SignedRequest,
-    auth: ParsedAuthorization,
-    signedNames: string[],
-    signedAt: number,
-    accessKeyId: string,
-    secretAccessKey: string,
-  ): Promise<string | undefined> {
+  /** The signature (64 lower-case hex digits) the request should carry, or undefined when it cannot be computed. */
+  #signature(req: SignedRequest, auth: ParsedAuthorization, signedNames: string[], accessKeyId: string, secret: string): string | undefined {
     // The body is signed through its hash; a declared hash must be the real one.
-    const bodyHash = createHash('sha256').update(req.body).digest('hex');
+    const bodyHash = hash('sha256', req.body, 'hex');
     const declared = single(req.headers['x-amz-content-sha256']);
     if (declared !== undefined && declared.trim().toLowerCase() !== bodyHash) return undefined;
-    // Only the headers the client signed, as they arrived.
-    const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+    // Only the headers the client signed, as they arrived, and the request's
+    // date as X-Amz-Date (step 3 checked it is in exactly that form).
+    const headers = new Map<string, string>();
     for (const name of signedNames) {
+      if (GENERATED_HEADERS.has(name)) continue;
       const value = Object.hasOwn(req.headers, name) ? single(req.headers[name]) : undefined;
-      if (typeof value === 'string') headers[name] = value;
+      if (typeof value === 'string') headers.set(name, value);
     }
-    // A new signer per request is cheap: the derived signing key (HMAC chain of
-    // secret, date, region, service) is cached inside @smithy/signature-v4,
-    // module-wide, keyed by date, region, service and an HMAC of the secret and
-    // key id (up to 50 entries), so it is derived once per key and day.
-    const signer = new SignatureV4({
-      credentials: { accessKeyId, secretAccessKey },
-      region: this.#region,
-      service: SERVICE,
-      sha256: Sha256,
-      // Add nothing the client did not sign (no X-Amz-Content-Sha256 of our own).
-      applyChecksum: false,
-      uriEscapePath: true,
-    });
+    headers.set('x-amz-date', auth.date);
+    // A signed X-Amz-Content-Sha256 (equal to the body's, checked above) is the payload hash as sent.
+    const payloadHash = headers.get('x-amz-content-sha256') ?? bodyHash;
+    let request: string;
     try {
-      const signed = await signer.sign(
-        {
-          method: req.method,
-          protocol: 'http:',
-          hostname: headers['host'] ?? '',
-          path: decode(req.path),
-          query: parseQuery(req.query),
-          headers,
-          body: req.body,
-        },
-        // Sign exactly the client's list, even headers the SDK would leave out (user-agent ...).
-        { signingDate: new Date(signedAt), signableHeaders: new Set(signedNames) },
-      );
-      const authorization = single(signed.headers['authorization']) ?? '';
-      return /Signature=([0-9a-f]{64})$/.exec(authorization)?.[1];
+      request = canonicalRequest({ method: req.method, path: req.path, query: req.query, headers, payloadHash });
     } catch {
-      // A request the signer cannot even canonicalize cannot carry a valid signature.
+      // A request that cannot even be canonicalized (a lone surrogate) cannot carry a valid signature.
       return undefined;
     }
+    // Step 6 checked that the scope's date is the request's and its region and service are ours.
+    const date = auth.date.slice(0, 8);
+    const stringToSign = `${ALGORITHM}\n${auth.date}\n${date}/${this.#region}/${SERVICE}/${TERMINATOR}\n${hash('sha256', request, 'hex')}`;
+    const key = this.#signingKeys.key(accessKeyId, secret, date, this.#region, SERVICE);
+    return createHmac('sha256', key).update(stringToSign, 'utf8').digest('hex');
   }
 }

@@ -3,9 +3,11 @@
  * error class and AWS's text, and the credentials file's validation. The
  * requests are signed by @smithy/signature-v4 as the SDK signs them.
  */
+import { createHmac } from 'node:crypto';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { Sha256 } from '@smithy/core/checksum';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { expect } from 'chai';
@@ -77,6 +79,19 @@ async function refusal(req: SignedRequest): Promise<KmsError> {
     return e as KmsError;
   }
   throw new Error('the request was accepted');
+}
+
+async function expectRefusedBy(auth: SigV4Authenticator, req: SignedRequest, message: string | RegExp): Promise<void> {
+  let err: unknown;
+  try {
+    await auth.authenticate(req);
+  } catch (e) {
+    err = e;
+  }
+  expect(err, 'the request was accepted').to.be.instanceOf(KmsError);
+  expect((err as KmsError).name).to.equal('InvalidSignatureException');
+  if (typeof message === 'string') expect((err as KmsError).message).to.equal(message);
+  else expect((err as KmsError).message).to.match(message);
 }
 
 async function expectRefused(req: SignedRequest, name: string, message?: string | RegExp): Promise<void> {
@@ -242,6 +257,70 @@ describe('SigV4 verification (unit, fixed clock)', () => {
     );
     expect(String(out.headers['authorization'])).to.contain('user-agent');
     await authenticator.authenticate({ method: 'POST', path: '/', query: '', headers: { ...(out.headers as Record<string, string>) }, body: Buffer.from('{}') });
+  });
+
+  it('answers synchronously through verify() exactly what authenticate() answers', async () => {
+    expect(authenticator.verify(await signed())).to.deep.equal({ name: 'unit', admin: false, accessKeyId: KEY_ID });
+    const bad = await signed({ secret: `${SECRET}x` });
+    expect(() => authenticator.verify(bad)).to.throw(KmsError, MISMATCH);
+  });
+
+  describe('signing keys, derived once per access key and day', () => {
+    const MIDNIGHT = Date.UTC(2026, 0, 2, 0, 0, 0);
+    let clock = NOW;
+    const rotating = new Map(credentials);
+    const auth = new SigV4Authenticator({ region: 'us-east-1', credentials: { lookup: (id) => rotating.get(id) }, now: () => clock });
+    const ROTATED = 'unit-test-rotated-secret-9876543210zyxwvu';
+    const withSecret = (secret: string) => rotating.set(KEY_ID, { principal: { name: 'unit', admin: false, accessKeyId: KEY_ID }, secret });
+
+    it('follows a rotated secret at once: the old one is refused, the new one accepted, and back', async () => {
+      clock = NOW;
+      withSecret(SECRET);
+      await auth.authenticate(await signed());
+      withSecret(ROTATED);
+      await expectRefusedBy(auth, await signed(), MISMATCH);
+      await auth.authenticate(await signed({ secret: ROTATED }));
+      withSecret(SECRET);
+      await auth.authenticate(await signed());
+      await expectRefusedBy(auth, await signed({ secret: ROTATED }), MISMATCH);
+    });
+
+    it('verifies requests dated either side of midnight UTC, each with its own day in the scope', async () => {
+      clock = MIDNIGHT;
+      withSecret(SECRET);
+      for (const at of [MIDNIGHT - 2_000, MIDNIGHT + 2_000, MIDNIGHT - 1_000, MIDNIGHT]) await auth.authenticate(await signed({ at }));
+      // A request signed with yesterday's scope but today's date is refused for its scope, not let through by a cached key.
+      const req = await signed({ at: MIDNIGHT - 2_000 });
+      req.headers['x-amz-date'] = '20260102T000001Z';
+      await expectRefusedBy(auth, req, /^Date in Credential scope does not match/);
+    });
+
+    it('serves more access keys than it keeps keys for', async () => {
+      clock = NOW;
+      const many = new Map<string, Credential>();
+      for (let i = 0; i < 300; i++) {
+        const id = `AKIAMANYKEYS${String(i).padStart(8, '0')}`;
+        many.set(id, { principal: { name: `p${i}`, admin: false, accessKeyId: id }, secret: `many-keys-secret-${i}-abcdefgh` });
+      }
+      const crowd = new SigV4Authenticator({ region: 'us-east-1', credentials: { lookup: (id) => many.get(id) }, now: () => NOW });
+      for (const round of [0, 1])
+        for (const [id, cred] of many) {
+          const principal = await crowd.authenticate(await signed({ accessKeyId: id, secret: cred.secret }));
+          expect(principal.name, `round ${round}`).to.equal(cred.principal.name);
+        }
+    });
+
+    it('never shows a secret or a signing key, even to util.inspect', async () => {
+      clock = NOW;
+      withSecret(SECRET);
+      await auth.authenticate(await signed());
+      let key: Buffer = createHmac('sha256', `AWS4${SECRET}`).update('20260101').digest();
+      for (const part of ['us-east-1', 'kms', 'aws4_request']) key = createHmac('sha256', key).update(part).digest();
+      const shown = `${inspect(auth, { showHidden: true, depth: 10 })} ${JSON.stringify(auth)} ${String(auth)}`;
+      expect(shown).not.to.contain(SECRET);
+      expect(shown).not.to.contain(key.toString('hex'));
+      expect(shown).not.to.contain(key.toString('base64'));
+    });
   });
 });
 
