@@ -131,8 +131,23 @@ const configSchema = z
           .object({ env: z.string().min(1).optional(), file: z.string().min(1).optional() })
           .strict()
           .refine((p) => (p.env === undefined) !== (p.file === undefined), 'give exactly one of env or file'),
-        /** Sessions used for crypto operations, beside the one long-lived login session. */
+        /** Sessions used for crypto operations, beside the one long-lived login session (per gateway process). */
         sessionPoolSize: z.number().int().min(1).max(256).default(8),
+        /**
+         * Worker threads the sessions are spread over (per gateway process;
+         * never more than sessionPoolSize). A hung token holds only the
+         * threads whose sessions are stuck in it.
+         */
+        laneThreads: z.number().int().min(1).max(64).default(2),
+        /**
+         * Encrypt and decrypt with an in-token session copy of each key
+         * (C_CopyObject, CKA_TOKEN false: it never leaves the token). SoftHSM2
+         * re-reads a token key's file on every operation, so copies nearly
+         * double its rate. Off by default: a key object deleted on the token
+         * behind the gateway's back keeps working through the copies until
+         * the gateway restarts.
+         */
+        sessionKeyCopies: z.boolean().default(false),
         /**
          * Every HSM call, including the wait for a free session, must finish
          * within this; past it the request answers DependencyTimeoutException

@@ -10,20 +10,24 @@
  *   call) until the token returns the native call; only then is it idle
  *   again, and re-opened first if the late answer was a token fault. The
  *   event loop never waits on the token, so other keys, /metrics and the
- *   health endpoints keep answering.
+ *   health endpoints keep answering. Lanes that run on one thread
+ *   (HsmLane.group) are held up together: while one of them is
+ *   quarantined, none of them is given a new call.
+ * - Deadlines sit on one timer (deadlines.ts), not a setTimeout per call.
  * - Faults. A lane answers KMS errors only. KeyUnavailableException with
  *   `tokenFault` (session, login, device or module lost) marks the lane for
  *   recovery before its next call and counts toward the circuit breaker, as
  *   a timeout does. A missing key object, a bad ciphertext or any other
  *   client error says nothing about the token and resets nothing.
  * - Circuit breaker. After `failureThreshold` token faults or timeouts in a
- *   row the circuit opens: calls fail at once with the kind of the last
- *   fault (DependencyTimeoutException or KeyUnavailableException, both
- *   retryable) instead of piling onto a dead HSM. Every `probeIntervalMs` a
- *   background probe takes an idle lane, recovers it (new session, login,
- *   module re-initialised where needed) and asks the token for one random
- *   byte; success closes the circuit and marks every other lane for
- *   recovery before its next call.
+ *   row (a call that timed out waiting for a lane counts when every lane
+ *   was held up by a call stuck in the token) the circuit opens: calls fail
+ *   at once with the kind of the last fault (DependencyTimeoutException or
+ *   KeyUnavailableException, both retryable) instead of piling onto a dead
+ *   HSM. Every `probeIntervalMs` a background probe takes an idle lane,
+ *   recovers it (new session, login, module re-initialised where needed)
+ *   and asks the token for one random byte; success closes the circuit and
+ *   marks every other lane for recovery before its next call.
  * - PIN refused (KeyUnavailableException with `permanent`): no lane logs
  *   in again until a restart, because every try with the same PIN counts
  *   toward locking the HSM user. Calls answer KeyUnavailableException and
@@ -35,6 +39,7 @@
 import { DependencyTimeoutException, KeyUnavailableException, KmsError, KMSInternalException } from '../errors.js';
 import type { HsmCallOutcome, HsmMechanism, Metrics } from '../metrics/metrics.js';
 import type {
+  AesGcmSealed,
   FindKeyResult,
   Hsm,
   HsmDescription,
@@ -45,12 +50,20 @@ import type {
   RsaPublicKeyInfo,
 } from './hsm.js';
 import type { RsaKeySpec } from '../config/config.js';
+import { Deadlines, type Deadline } from './deadlines.js';
 
 /**
  * One session's worth of HSM: the Hsm methods, run one at a time, plus
  * recovery. A lane only ever sees one call at a time from GuardedHsm.
  */
 export interface HsmLane extends Hsm {
+  /**
+   * Lanes with the same group share what runs their calls (worker-lane.ts:
+   * one thread runs several lanes, in turn): a call stuck in the token holds
+   * up the whole group, so while one lane of a group is quarantined none of
+   * the group gets a new call. Undefined: the lane stands alone.
+   */
+  readonly group?: unknown;
   /**
    * (Re-)opens what the lane needs to reach the token: a session, a login,
    * the module initialised. Resolves once the token answered a call;
@@ -85,23 +98,45 @@ interface LaneState {
   needsRecovery: boolean;
   /** Key names this lane has prepared (a lane learns a key before its first use of it). */
   known: Set<string>;
+  /** Key names whose cached handles and session copies this lane drops before its next call (destroyKey, forgetKey). */
+  forget: Set<string>;
+  /** The lanes run by the same thread (HsmLane.group); a lane without one is a group of its own. */
+  group: LaneGroup;
+  /** Holds a slow call (key generation, a scan of the token). */
+  slow: boolean;
+}
+
+interface LaneGroup {
+  /** Lanes of the group holding a call. */
+  busy: number;
+  /** Lanes of the group holding a slow call: a new call would queue behind it on the group's thread. */
+  slow: number;
+  /** Quarantined lanes of the group: while any, the group gets no new call. */
+  stuck: number;
 }
 
 interface Waiter {
   resolve(l: LaneState): void;
   reject(e: unknown): void;
   deadline: number;
-  timer: NodeJS.Timeout;
+  timer: Deadline;
+  slow: boolean;
 }
 
 type FaultKind = 'timeout' | 'unavailable';
 
 const TOKEN_UNAVAILABLE = 'The HSM is unavailable.';
 const TOKEN_TIMEOUT = 'The HSM did not answer in time.';
+/** A lane missing at least this many keys learns them all in one pass over the token (see learn). */
+const LEARN_IN_ONE_PASS = 8;
+/** Calls that hold the token for many milliseconds (key generation, a scan of the token's objects). */
+const SLOW = new Set<HsmMechanism>(['CKM_AES_KEY_GEN', 'CKM_RSA_PKCS_KEY_PAIR_GEN', 'C_FindObjects']);
 
 export class GuardedHsm implements Hsm {
   private readonly lanes: LaneState[];
   private readonly waiters: Waiter[] = [];
+  /** The deadline of every call in flight or waiting for a lane, on one timer. */
+  private readonly deadlines = new Deadlines();
   private readonly keys = new Map<string, PrepareKeyRequest>();
   private consecutiveFailures = 0;
   private lastFault: FaultKind = 'unavailable';
@@ -118,7 +153,13 @@ export class GuardedHsm implements Hsm {
 
   constructor(private readonly opts: GuardedHsmOptions) {
     if (opts.lanes.length === 0) throw new Error('GuardedHsm needs at least one lane');
-    this.lanes = opts.lanes.map((lane, index) => ({ lane, index, busy: false, quarantined: false, needsRecovery: true, known: new Set() }));
+    const groups = new Map<unknown, LaneGroup>();
+    this.lanes = opts.lanes.map((lane, index) => {
+      const key = lane.group ?? lane;
+      let group = groups.get(key);
+      if (group === undefined) groups.set(key, (group = { busy: 0, slow: 0, stuck: 0 }));
+      return { lane, index, busy: false, quarantined: false, needsRecovery: true, known: new Set<string>(), forget: new Set<string>(), group, slow: false };
+    });
     // The session, circuit and token gauges are read from stats() when Prometheus scrapes.
     opts.metrics?.watchHsm(() => this.stats());
   }
@@ -165,15 +206,22 @@ export class GuardedHsm implements Hsm {
       deadlineMs,
       onLane: (l, out) => out.forEach((r, i) => r.state === 'ready' && l.known.add(reqs[i]!.name)),
     });
-    // The other lanes learn in the background; a lane that has not finished learns per key on first use.
-    for (const l of this.lanes) {
-      if (l.known.size === 0 && !l.busy && !l.needsRecovery) void this.teach(l, reqs);
-    }
+    // Every other idle lane that knows nothing yet (at start, after a recovery) learns them too, before this
+    // resolves: the first requests then find every lane warm. A lane busy now learns on first use (see learn).
+    await Promise.all(this.lanes.filter((l) => l.known.size === 0 && !l.busy && !l.needsRecovery).map((l) => this.teach(l, reqs)));
     return first;
   }
 
   random(length: number): Promise<Buffer> {
     return this.invoke('C_GenerateRandom', (l) => l.lane.random(length));
+  }
+
+  aesGcmSeal(name: string, plaintext: Buffer, aad: Buffer): Promise<AesGcmSealed> {
+    return this.invoke('CKM_AES_GCM', (l) => l.lane.aesGcmSeal(name, plaintext, aad), { key: name });
+  }
+
+  aesGcmSealRandom(name: string, length: number, aad: Buffer): Promise<AesGcmSealed & { plaintext: Buffer }> {
+    return this.invoke('CKM_AES_GCM', (l) => l.lane.aesGcmSealRandom(name, length, aad), { key: name });
   }
 
   aesGcmEncrypt(name: string, iv: Buffer, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
@@ -207,12 +255,57 @@ export class GuardedHsm implements Hsm {
     return this.invoke('CKM_RSA_PKCS_KEY_PAIR_GEN', (l) => l.lane.generateDataKeyPair(keySpec), { deadlineMs: Math.max(this.opts.deadlineMs, 30_000) });
   }
 
+  /**
+   * Destroys the token objects on one lane (which drops its own copy); every
+   * other lane forgets the key at once: none routes a call for it any more
+   * (a lane that does not know a key must learn it first, and the token no
+   * longer has it), and each drops its handles and session copy before its
+   * next call, idle lanes right now.
+   */
   async destroyKey(name: string): Promise<void> {
     if (!this.keys.has(name)) return;
-    await this.invoke('C_DestroyObject', (l) => l.lane.destroyKey(name), { key: name });
+    let destroyedOn: LaneState | undefined;
+    await this.invoke(
+      'C_DestroyObject',
+      (l) => {
+        destroyedOn = l;
+        return l.lane.destroyKey(name);
+      },
+      { key: name },
+    );
     this.keys.delete(name);
     this.publicKeys.delete(name);
-    for (const l of this.lanes) l.known.delete(name);
+    await this.forgetEverywhere(name, destroyedOn);
+  }
+
+  /** Drops the key's handles and session copies in every lane; the token objects stay (see Hsm.forgetKey). */
+  async forgetKey(name: string): Promise<void> {
+    this.publicKeys.delete(name);
+    await this.forgetEverywhere(name, undefined);
+  }
+
+  private async forgetEverywhere(name: string, except: LaneState | undefined): Promise<void> {
+    for (const l of this.lanes) {
+      l.known.delete(name);
+      if (l !== except) l.forget.add(name);
+    }
+    // Idle lanes drop their copies now; busy, quarantined and unrecovered ones before their next call (a recovery drops all).
+    await Promise.all(
+      this.lanes
+        .filter((l) => l.forget.size > 0 && this.isFree(l) && !l.needsRecovery)
+        .map((l) =>
+          this.runOnLane(this.take(l), Date.now() + this.opts.deadlineMs, () => this.forgetOnLane(l)).catch(() => {
+            // A fault marks the lane for recovery, which drops every copy.
+          }),
+        ),
+    );
+  }
+
+  private async forgetOnLane(l: LaneState): Promise<void> {
+    for (const name of l.forget) {
+      await l.lane.forgetKey(name);
+      l.forget.delete(name);
+    }
   }
 
   listRecords(): Promise<HsmRecordRef[]> {
@@ -236,6 +329,11 @@ export class GuardedHsm implements Hsm {
   }
 
   // ---- health --------------------------------------------------------------
+
+  /** The token refused the PIN: no lane logs in again until a restart. */
+  get pinRefused(): boolean {
+    return this.refused !== undefined;
+  }
 
   stats(): { inUse: number; idle: number; quarantined: number; circuitOpen: boolean; tokenUp: boolean } {
     let inUse = 0;
@@ -275,7 +373,7 @@ export class GuardedHsm implements Hsm {
     this.closed = true;
     if (this.probeTimer !== undefined) clearInterval(this.probeTimer);
     for (const w of this.waiters.splice(0)) {
-      clearTimeout(w.timer);
+      this.deadlines.cancel(w.timer);
       w.reject(new KeyUnavailableException(TOKEN_UNAVAILABLE, { tokenFault: true }));
     }
     // Calls in flight end by their deadline (then their lane is quarantined): no need to wait for quarantined lanes.
@@ -319,9 +417,10 @@ export class GuardedHsm implements Hsm {
         outcome = 'circuit_open';
         throw this.faultError(this.lastFault);
       }
-      const lane = await this.acquire(deadline);
+      const lane = await this.acquire(deadline, SLOW.has(mechanism));
       const result = await this.runOnLane(lane, deadline, async () => {
         if (lane.needsRecovery) await this.recoverLane(lane, deadline);
+        if (lane.forget.size > 0) await this.forgetOnLane(lane);
         if (opts.key !== undefined && !lane.known.has(opts.key)) await this.learn(lane, opts.key);
         const out = await fn(lane);
         opts.onLane?.(lane, out);
@@ -353,19 +452,16 @@ export class GuardedHsm implements Hsm {
   private runOnLane<T>(lane: LaneState, deadline: number, work: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let timedOut = false;
-      const timer = setTimeout(
-        () => {
-          timedOut = true;
-          lane.quarantined = true;
-                this.opts.log.warn({ lane: lane.index }, 'HSM call passed its deadline; session quarantined until the token returns it');
-          this.recordFailure('timeout');
-          reject(new DependencyTimeoutException(TOKEN_TIMEOUT));
-        },
-        Math.max(0, deadline - Date.now()),
-      );
+      const timer = this.deadlines.add(deadline, () => {
+        timedOut = true;
+        this.quarantine(lane);
+        this.opts.log.warn({ lane: lane.index }, 'HSM call passed its deadline; session quarantined until the token returns it');
+        this.recordFailure('timeout');
+        reject(new DependencyTimeoutException(TOKEN_TIMEOUT));
+      });
       work().then(
         (value) => {
-          clearTimeout(timer);
+          this.deadlines.cancel(timer);
           this.recordSuccess();
           // Logged on both paths: the warning at the deadline needs its pair, and a late success is the usual end of a stall.
           if (timedOut) this.opts.log.info({ lane: lane.index }, 'quarantined HSM session returned');
@@ -373,7 +469,7 @@ export class GuardedHsm implements Hsm {
           if (!timedOut) resolve(value);
         },
         (err: unknown) => {
-          clearTimeout(timer);
+          this.deadlines.cancel(timer);
           const tokenFault = err instanceof KeyUnavailableException && err.tokenFault;
           const timeout = err instanceof DependencyTimeoutException;
           if (tokenFault || timeout) {
@@ -427,14 +523,31 @@ export class GuardedHsm implements Hsm {
     }
     this.opts.metrics?.hsmRecoveries.inc({ result: 'ok' });
     lane.needsRecovery = false;
+    // A recovery opened new sessions: every handle and session copy of the old ones is gone.
     lane.known.clear();
+    lane.forget.clear();
     this.description ??= lane.lane.describe();
   }
 
-  /** Tells a lane about a key it has not used yet (one find on the token). */
+  /**
+   * Tells a lane about a key it has not used yet. One C_FindObjects costs
+   * about as much as a pass over every key object on the token (both are
+   * linear in the number of objects), so a lane that lacks many keys (it
+   * was busy or recovering when the others learned them, or they were
+   * created on another lane) learns all of them in one pass instead of
+   * paying one find per key on its first request for each.
+   */
   private async learn(lane: LaneState, name: string): Promise<void> {
     const req = this.keys.get(name);
     if (req === undefined) throw new KMSInternalException(`key material '${name}' was never prepared`);
+    const unknown: PrepareKeyRequest[] = [];
+    for (const [n, r] of this.keys) if (!lane.known.has(n)) unknown.push({ ...r, createIfMissing: false });
+    if (unknown.length >= LEARN_IN_ONE_PASS) {
+      const out = await lane.lane.findKeys(unknown);
+      out.forEach((r, i) => r.state === 'ready' && lane.known.add(unknown[i]!.name));
+      if (!lane.known.has(name)) throw new KeyUnavailableException(`${req.displayName} is unavailable.`);
+      return;
+    }
     const r = await lane.lane.prepareKey({ ...req, createIfMissing: false });
     if (r.state !== 'ready') throw new KeyUnavailableException(`${req.displayName} is unavailable.`);
     lane.known.add(name);
@@ -442,7 +555,7 @@ export class GuardedHsm implements Hsm {
 
   private async teach(l: LaneState, reqs: PrepareKeyRequest[]): Promise<void> {
     try {
-      await this.runOnLane(this.take(l), Date.now() + Math.max(this.opts.deadlineMs, 60_000), async () => {
+      await this.runOnLane(this.take(l, true), Date.now() + Math.max(this.opts.deadlineMs, 60_000), async () => {
         const out = await l.lane.findKeys(reqs);
         out.forEach((r, i) => r.state === 'ready' && l.known.add(reqs[i]!.name));
       });
@@ -453,42 +566,89 @@ export class GuardedHsm implements Hsm {
 
   // ---- lanes: acquire / release ---------------------------------------------
 
-  private take(l: LaneState): LaneState {
+  private take(l: LaneState, slow = false): LaneState {
     l.busy = true;
+    l.group.busy++;
+    if (slow) {
+      l.slow = true;
+      l.group.slow++;
+    }
     return l;
   }
 
-  private acquire(deadline: number): Promise<LaneState> {
-    const free = this.lanes.find((l) => !l.busy && !l.quarantined);
-    if (free !== undefined && this.waiters.length === 0) return Promise.resolve(this.take(free));
+  private isFree(l: LaneState): boolean {
+    return !l.busy && !l.quarantined && l.group.stuck === 0;
+  }
+
+  /**
+   * A free lane of the least loaded group: a group running a slow call
+   * last (a call given to it would wait behind that one), then the group
+   * with the fewest calls. Lanes standing alone are all equally loaded when
+   * free, so this is the first free lane.
+   */
+  private freeLane(): LaneState | undefined {
+    let best: LaneState | undefined;
+    let bestLoad = Infinity;
+    for (const l of this.lanes) {
+      if (!this.isFree(l)) continue;
+      const load = l.group.slow * 1_000_000 + l.group.busy;
+      if (load === 0) return l;
+      if (load < bestLoad) {
+        best = l;
+        bestLoad = load;
+      }
+    }
+    return best;
+  }
+
+  private quarantine(lane: LaneState): void {
+    lane.quarantined = true;
+    lane.group.stuck++;
+  }
+
+  private acquire(deadline: number, slow: boolean): Promise<LaneState> {
+    const free = this.freeLane();
+    if (free !== undefined && this.waiters.length === 0) return Promise.resolve(this.take(free, slow));
     return new Promise<LaneState>((resolve, reject) => {
       const w: Waiter = {
         resolve,
         reject,
         deadline,
-        timer: setTimeout(
-          () => {
-            const i = this.waiters.indexOf(w);
-            if (i >= 0) this.waiters.splice(i, 1);
-            // Not a breaker failure: every lane is busy, which says the gateway is
-            // overloaded, not that the token failed (a lane stuck in a hung token
-            // already counted when its own call passed the deadline).
-            reject(new DependencyTimeoutException(TOKEN_TIMEOUT));
-          },
-          Math.max(0, deadline - Date.now()),
-        ),
+        slow,
+        timer: this.deadlines.add(deadline, () => {
+          const i = this.waiters.indexOf(w);
+          if (i >= 0) this.waiters.splice(i, 1);
+          // Lanes busy with calls that progress say the gateway is overloaded,
+          // not that the token failed: not a breaker failure. But when every
+          // lane is held up by a call stuck in the token (quarantined, or on a
+          // thread with a quarantined lane), the token is what failed this call:
+          // with a few threads, only a few calls can be stuck in it themselves.
+          if (this.lanes.every((l) => l.group.stuck > 0)) this.recordFailure('timeout');
+          reject(new DependencyTimeoutException(TOKEN_TIMEOUT));
+        }),
       };
       this.waiters.push(w);
     });
   }
 
+  /** The lane is idle again; waiting calls get it (or, when its group is no longer held up, any lane of the group). */
   private release(lane: LaneState): void {
     lane.busy = false;
-    lane.quarantined = false;
-    const w = this.waiters.shift();
-    if (w !== undefined) {
-      clearTimeout(w.timer);
-      w.resolve(this.take(lane));
+    lane.group.busy--;
+    if (lane.slow) {
+      lane.slow = false;
+      lane.group.slow--;
+    }
+    if (lane.quarantined) {
+      lane.quarantined = false;
+      lane.group.stuck--;
+    }
+    while (this.waiters.length > 0) {
+      const free = this.freeLane();
+      if (free === undefined) return;
+      const w = this.waiters.shift()!;
+      this.deadlines.cancel(w.timer);
+      w.resolve(this.take(free, w.slow));
     }
   }
 
@@ -530,7 +690,7 @@ export class GuardedHsm implements Hsm {
   /** One background probe: recover an idle lane and ask the token for a random byte. */
   private async probe(): Promise<void> {
     if (this.probing || this.closed || !this.circuitOpen || this.refused !== undefined) return;
-    const free = this.lanes.find((l) => !l.busy && !l.quarantined);
+    const free = this.freeLane();
     if (free === undefined) return; // every lane is stuck in the token: nothing to probe with
     this.probing = true;
     const started = performance.now();

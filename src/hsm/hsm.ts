@@ -48,6 +48,13 @@ export interface RsaPublicKeyInfo {
   keyObject: KeyObject;
 }
 
+export interface AesGcmSealed {
+  /** The 12-byte IV the token drew for this call. */
+  iv: Buffer;
+  /** Ciphertext || 16-byte tag. */
+  sealed: Buffer;
+}
+
 export interface Hsm {
   /** Finds (or creates) the material and caches its handles. Throws KMSInternalException for an ambiguous or mismatched object. */
   prepareKey(req: PrepareKeyRequest): Promise<PrepareKeyResult>;
@@ -59,7 +66,20 @@ export interface Hsm {
   findKeys(reqs: PrepareKeyRequest[]): Promise<FindKeyResult[]>;
   /** Random bytes from the token's RNG. */
   random(length: number): Promise<Buffer>;
-  /** AES-256-GCM, 128-bit tag: returns ciphertext || tag. */
+  /**
+   * AES-256-GCM, 128-bit tag, under a fresh 12-byte IV that the token draws
+   * from its own RNG in the same call (one round trip per Encrypt): the
+   * token neither generates GCM IVs nor detects their reuse (SoftHSM 2.6.1),
+   * so every IV comes from C_GenerateRandom, never from the caller.
+   */
+  aesGcmSeal(name: string, plaintext: Buffer, aad: Buffer): Promise<AesGcmSealed>;
+  /**
+   * `length` fresh bytes from the token's RNG (a data key), sealed as
+   * aesGcmSeal would seal them, in one round trip; returns them with the
+   * seal. The caller wipes `plaintext` when done.
+   */
+  aesGcmSealRandom(name: string, length: number, aad: Buffer): Promise<AesGcmSealed & { plaintext: Buffer }>;
+  /** AES-256-GCM, 128-bit tag, with the caller's IV: returns ciphertext || tag. Encrypt uses aesGcmSeal. */
   aesGcmEncrypt(name: string, iv: Buffer, plaintext: Buffer, aad: Buffer): Promise<Buffer>;
   /** Input ciphertext || tag; InvalidCiphertextException when the tag does not verify. */
   aesGcmDecrypt(name: string, iv: Buffer, ciphertextAndTag: Buffer, aad: Buffer): Promise<Buffer>;
@@ -73,8 +93,19 @@ export interface Hsm {
    * private key under a KMS key before it leaves the gateway.
    */
   generateDataKeyPair(keySpec: RsaKeySpec): Promise<{ privateKeyPkcs8: Buffer; publicKeySpki: Buffer }>;
-  /** Destroys every token object of prepared key material, and forgets it. Idempotent. */
+  /**
+   * Destroys every token object of prepared key material, and forgets it
+   * (every cached handle and session copy of it, in every session) before
+   * it resolves: no later call uses the material. Idempotent.
+   */
   destroyKey(name: string): Promise<void>;
+  /**
+   * Drops every cached handle and session copy of the material (in every
+   * session), never touching its token objects: for material another
+   * process destroyed. The next call with `name` finds the token object
+   * again, or answers KeyUnavailableException when it is gone.
+   */
+  forgetKey(name: string): Promise<void>;
 
   // State records: small named values stored on the token itself (PKCS#11
   // data objects), so that the HSM is the only database. A record is never

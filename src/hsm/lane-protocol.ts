@@ -14,6 +14,8 @@ export type LaneMethod =
   | 'prepareKey'
   | 'findKeys'
   | 'random'
+  | 'aesGcmSeal'
+  | 'aesGcmSealRandom'
   | 'aesGcmEncrypt'
   | 'aesGcmDecrypt'
   | 'rsaOaepEncrypt'
@@ -21,6 +23,7 @@ export type LaneMethod =
   | 'rsaPublicKey'
   | 'generateDataKeyPair'
   | 'destroyKey'
+  | 'forgetKey'
   | 'listRecords'
   | 'readRecord'
   | 'createRecord'
@@ -29,6 +32,8 @@ export type LaneMethod =
 
 export interface LaneRequest {
   id: number;
+  /** Which of the thread's lanes (PKCS#11 instances) runs the call. */
+  lane: number;
   method: LaneMethod;
   args: unknown[];
 }

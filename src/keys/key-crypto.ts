@@ -8,6 +8,7 @@ import {
   IncorrectKeyException,
   InvalidCiphertextException,
   InvalidKeyUsageException,
+  KMSInternalException,
   ValidationException,
 } from '../errors.js';
 import type { Hsm, OaepHash } from '../hsm/hsm.js';
@@ -57,10 +58,11 @@ export async function encryptSymmetric(
 ): Promise<Buffer> {
   const { version, name } = key.currentMaterial;
   const header = blobHeader(key.keyId, version);
-  // A fresh 12-byte IV from the token's RNG for every call: the token neither
-  // generates GCM IVs nor detects their reuse (SoftHSM 2.6.1).
-  const iv = await hsm.random(IV_LENGTH);
-  const sealed = await hsm.aesGcmEncrypt(name, iv, plaintext, blobAad(header, context));
+  // One token round trip: the token draws a fresh 12-byte IV from its RNG
+  // and encrypts in the same call (it neither generates GCM IVs nor detects
+  // their reuse, SoftHSM 2.6.1, so the IV never comes from here).
+  const { iv, sealed } = await hsm.aesGcmSeal(name, plaintext, blobAad(header, context));
+  if (iv.length !== IV_LENGTH) throw new KMSInternalException();
   return encodeBlob(header, iv, sealed);
 }
 

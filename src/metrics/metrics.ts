@@ -8,6 +8,13 @@
  * registry (or `unknown`), `outcome` is `success` or a KMS error type,
  * `key_id` is the id of a key the gateway knows (never a raw client string),
  * `mechanism` is one of HSM_MECHANISMS.
+ *
+ * In a cluster (KMSGW_WORKERS > 1) each worker has this registry and the
+ * primary aggregates them for /metrics (src/cluster/primary.ts): counters,
+ * histograms and the session gauge are summed over the workers; a gauge that
+ * states a condition says how it combines (`aggregator`): the circuit is
+ * open if it is open in any worker (max), the token is up and the key state
+ * loaded only if so in every worker (min).
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -128,6 +135,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'kmsgw_hsm_circuit_open',
       help: '1 while the HSM circuit breaker is open (calls fail fast, a background probe tests the token).',
       registers,
+      aggregator: 'max',
       collect() {
         const s = hsm?.();
         if (s !== undefined) this.set(s.circuitOpen ? 1 : 0);
@@ -137,6 +145,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'kmsgw_hsm_token_up',
       help: '1 while the token answers (last call or probe succeeded), 0 after a token fault or timeout.',
       registers,
+      aggregator: 'min',
       collect() {
         const s = hsm?.();
         if (s !== undefined) this.set(s.tokenUp ? 1 : 0);
@@ -152,6 +161,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'kmsgw_key_state_loaded',
       help: '1 once the key state has been read from the token and KMS requests can be served.',
       registers,
+      aggregator: 'min',
     }),
   };
 }

@@ -16,6 +16,7 @@ import {
 } from '../errors.js';
 import type { Hsm } from '../hsm/hsm.js';
 import type { EncryptionContext } from '../keys/encryption-context.js';
+import { blobAad, blobHeader, encodeBlob } from '../keys/ciphertext-blob.js';
 import { encryptSymmetric } from '../keys/key-crypto.js';
 import type { KeyStore, KmsKey } from '../keys/key-store.js';
 import { takeBase64 } from './decrypt-any.js';
@@ -92,11 +93,34 @@ export async function makeDataKey(
   if (req.Recipient !== undefined) throw new UnsupportedOperationException(RECIPIENT_UNSUPPORTED);
   if (req.DryRun === true) throw new DryRunOperationException();
   const length = req.NumberOfBytes ?? DATA_KEY_BYTES[req.KeySpec ?? 'AES_256'];
-  const sealed = await sealSecret(hsm, key, await hsm.random(length), req.EncryptionContext, withPlaintext);
+  const sealed = await sealNewDataKey(hsm, key, length, req.EncryptionContext, withPlaintext);
   const response: Record<string, unknown> = { CiphertextBlob: sealed.ciphertext };
   if (sealed.plaintext !== undefined) response['Plaintext'] = sealed.plaintext;
   response['KeyId'] = key.arn;
   return response;
+}
+
+/**
+ * A data key drawn from the token's RNG and sealed under the KMS key in the
+ * same HSM call (one round trip instead of two), in exactly the blob
+ * Encrypt makes. The plaintext buffer is wiped whatever happens.
+ */
+async function sealNewDataKey(
+  hsm: Hsm,
+  key: KmsKey,
+  length: number,
+  context: EncryptionContext | undefined,
+  withPlaintext: boolean,
+): Promise<{ ciphertext: string; plaintext?: string }> {
+  const { version, name } = key.currentMaterial;
+  const header = blobHeader(key.keyId, version);
+  const { plaintext, iv, sealed } = await hsm.aesGcmSealRandom(name, length, blobAad(header, context));
+  try {
+    const ciphertext = encodeBlob(header, iv, sealed).toString('base64');
+    return withPlaintext ? { ciphertext, plaintext: takeBase64(plaintext) } : { ciphertext };
+  } finally {
+    plaintext.fill(0);
+  }
 }
 
 /**

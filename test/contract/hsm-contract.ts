@@ -73,6 +73,33 @@ export function hsmContract(name: string, open: () => Promise<Hsm>): void {
       expect((await hsm.aesGcmDecrypt(`aes-${run}`, iv, ct, Buffer.from('aad'))).toString()).to.equal('contract');
     });
 
+    it('seals with a fresh 12-byte IV of its own per call, which decrypts with that IV and AAD only', async () => {
+      const a = await hsm.aesGcmSeal(`aes-${run}`, Buffer.from('sealed once'), Buffer.from('aad'));
+      const b = await hsm.aesGcmSeal(`aes-${run}`, Buffer.from('sealed once'), Buffer.from('aad'));
+      expect(a.iv.length).to.equal(12);
+      expect(a.sealed.length).to.equal(11 + 16);
+      expect(a.iv.equals(b.iv), 'two seals drew the same IV').to.equal(false);
+      expect(a.sealed.equals(b.sealed)).to.equal(false);
+      expect((await hsm.aesGcmDecrypt(`aes-${run}`, a.iv, a.sealed, Buffer.from('aad'))).toString()).to.equal('sealed once');
+      await rejectsWith(hsm.aesGcmDecrypt(`aes-${run}`, b.iv, a.sealed, Buffer.from('aad')), InvalidCiphertextException);
+      await rejectsWith(hsm.aesGcmDecrypt(`aes-${run}`, a.iv, a.sealed, Buffer.from('other')), InvalidCiphertextException);
+      expect(await hsm.prepareKey(req('unsealed', 'SYMMETRIC_DEFAULT', false))).to.deep.equal({ state: 'missing' });
+      await rejectsWith(hsm.aesGcmSeal(`unsealed-${run}`, Buffer.from('x'), Buffer.alloc(0)), KeyUnavailableException);
+    });
+
+    it('seals fresh random bytes (a data key) with its own IV in one call: they decrypt to the bytes it returned', async () => {
+      const a = await hsm.aesGcmSealRandom(`aes-${run}`, 32, Buffer.from('dk'));
+      const b = await hsm.aesGcmSealRandom(`aes-${run}`, 32, Buffer.from('dk'));
+      expect(a.plaintext.length).to.equal(32);
+      expect(a.iv.length).to.equal(12);
+      expect(a.sealed.length).to.equal(32 + 16);
+      expect(a.plaintext.equals(b.plaintext), 'two data keys were equal').to.equal(false);
+      expect(a.iv.equals(b.iv)).to.equal(false);
+      expect((await hsm.aesGcmDecrypt(`aes-${run}`, a.iv, a.sealed, Buffer.from('dk'))).equals(a.plaintext)).to.equal(true);
+      expect((await hsm.aesGcmSealRandom(`aes-${run}`, 1, Buffer.alloc(0))).plaintext.length).to.equal(1);
+      expect((await hsm.aesGcmSealRandom(`aes-${run}`, 1024, Buffer.alloc(0))).sealed.length).to.equal(1024 + 16);
+    });
+
     it('answers InvalidCiphertextException for another AAD, a flipped bit, a short input', async () => {
       const iv = await hsm.random(12);
       const ct = await hsm.aesGcmEncrypt(`aes-${run}`, iv, Buffer.from('contract'), Buffer.from('aad'));
@@ -118,6 +145,16 @@ export function hsmContract(name: string, open: () => Promise<Hsm>): void {
       await hsm.destroyKey(`doomed-${run}`);
       await hsm.destroyKey(`doomed-${run}`);
       expect(await hsm.prepareKey(req('doomed', 'SYMMETRIC_DEFAULT', false))).to.deep.equal({ state: 'missing' });
+    });
+
+    it('forgets a key\'s cached handles (and session copies) without touching its token object: it works again, found afresh', async () => {
+      const sealed = await hsm.aesGcmSeal(`aes-${run}`, Buffer.from('remembered'), Buffer.alloc(0));
+      await hsm.forgetKey(`aes-${run}`);
+      await hsm.forgetKey(`aes-${run}`);
+      expect((await hsm.aesGcmDecrypt(`aes-${run}`, sealed.iv, sealed.sealed, Buffer.alloc(0))).toString()).to.equal('remembered');
+      await hsm.forgetKey(`rsa-${run}`);
+      expect((await hsm.rsaPublicKey(`rsa-${run}`)).modulusBytes).to.equal(256);
+      expect(await hsm.prepareKey(req('aes', 'SYMMETRIC_DEFAULT', false))).to.deep.equal({ state: 'ready', created: false });
     });
 
     it('stores records: create, list, read, delete (twice is fine), read of a deleted one is undefined', async () => {

@@ -19,6 +19,11 @@
  * - `deleteKeyObject(label)`: a key object removed behind the gateway's
  *   back; that key's calls then answer KeyUnavailableException with
  *   tokenFault false, other keys are untouched.
+ *
+ * `{ sessionKeyCopies: true }` plays a PKCS#11 instance with
+ * hsm.sessionKeyCopies: the first use of a key in an instance keeps a copy
+ * of its material there, which outlives the token object until
+ * forgetKey(), destroyKey(), prepareKey() of that name or a recover().
  */
 import {
   createCipheriv,
@@ -35,6 +40,7 @@ import type { RsaKeySpec } from '../../src/config/config.js';
 import { InvalidCiphertextException, KeyUnavailableException } from '../../src/errors.js';
 import type { HsmLane } from '../../src/hsm/guarded-hsm.js';
 import type {
+  AesGcmSealed,
   FindKeyResult,
   Hsm,
   HsmDescription,
@@ -150,7 +156,8 @@ export class FakeHsm implements HsmLane {
   /** The token's key objects and records (shared). */
   readonly objects: TokenObject[];
   readonly records: Map<string, { label: string; value: Buffer }>;
-  private readonly prepared = new Map<string, { req: PrepareKeyRequest; object?: TokenObject }>();
+  private readonly prepared = new Map<string, { req: PrepareKeyRequest; object?: TokenObject; copy?: Material }>();
+  private readonly sessionKeyCopies: boolean;
   private readonly faults = new Map<FakeHsmMethod, { error: () => Error; times: number }>();
   /** This instance's own session: frozen by freeze(), lost by a token down(). */
   private readonly gate = new Gate();
@@ -158,7 +165,12 @@ export class FakeHsm implements HsmLane {
   /** Every method called on this instance, in order, including recover (a frozen call is logged when it enters). */
   calls: FakeHsmMethod[] = [];
 
-  constructor(sharing?: FakeHsm) {
+  /** HsmLane.group: fakes given the same group play lanes on one thread (GuardedHsm holds them up together). */
+  readonly group?: unknown;
+
+  constructor(sharing?: FakeHsm, opts: { sessionKeyCopies?: boolean; group?: unknown } = {}) {
+    this.sessionKeyCopies = opts.sessionKeyCopies ?? false;
+    if (opts.group !== undefined) this.group = opts.group;
     this.token = sharing?.token ?? new FakeToken();
     this.objects = this.token.objects;
     this.records = this.token.records;
@@ -192,6 +204,8 @@ export class FakeHsm implements HsmLane {
   async recover(): Promise<void> {
     await this.enter('recover');
     this.sessionEpoch = this.token.epoch;
+    // New sessions: the copies lived in the old ones.
+    for (const p of this.prepared.values()) delete p.copy;
   }
 
   /**
@@ -259,9 +273,11 @@ export class FakeHsm implements HsmLane {
   /** The material behind a name, as the token would find it now (a destroyed object is unavailable). */
   private material(name: string): Material {
     const p = this.prepared.get(name);
+    if (p?.copy !== undefined) return p.copy;
     const object = p?.object !== undefined && this.objects.includes(p.object) ? p.object : p && this.match(p.req)[0];
     if (p === undefined || object === undefined) throw new KeyUnavailableException(`${p?.req.displayName ?? name} is unavailable.`);
     p.object = object;
+    if (this.sessionKeyCopies) p.copy = object.material;
     return object.material;
   }
 
@@ -270,8 +286,25 @@ export class FakeHsm implements HsmLane {
     return randomBytes(length);
   }
 
+  async aesGcmSeal(name: string, plaintext: Buffer, aad: Buffer): Promise<AesGcmSealed> {
+    await this.enter('aesGcmSeal');
+    const iv = randomBytes(12);
+    return { iv, sealed: this.gcmEncrypt(name, iv, plaintext, aad) };
+  }
+
+  async aesGcmSealRandom(name: string, length: number, aad: Buffer): Promise<AesGcmSealed & { plaintext: Buffer }> {
+    await this.enter('aesGcmSealRandom');
+    const plaintext = randomBytes(length);
+    const iv = randomBytes(12);
+    return { plaintext, iv, sealed: this.gcmEncrypt(name, iv, plaintext, aad) };
+  }
+
   async aesGcmEncrypt(name: string, iv: Buffer, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
     await this.enter('aesGcmEncrypt');
+    return this.gcmEncrypt(name, iv, plaintext, aad);
+  }
+
+  private gcmEncrypt(name: string, iv: Buffer, plaintext: Buffer, aad: Buffer): Buffer {
     const m = this.material(name);
     if (m.kind !== 'aes') throw new KeyUnavailableException(`${name} is unavailable.`);
     const c = createCipheriv('aes-256-gcm', m.key, iv);
@@ -340,6 +373,15 @@ export class FakeHsm implements HsmLane {
     if (p === undefined) return;
     for (const o of this.match(p.req)) this.objects.splice(this.objects.indexOf(o), 1);
     this.prepared.delete(name);
+  }
+
+  /** Drops the object this instance found for `name`: the next call matches the token's objects again. */
+  async forgetKey(name: string): Promise<void> {
+    await this.enter('forgetKey');
+    const p = this.prepared.get(name);
+    if (p === undefined) return;
+    delete p.object;
+    delete p.copy;
   }
 
   async listRecords(): Promise<HsmRecordRef[]> {

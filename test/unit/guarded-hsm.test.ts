@@ -44,12 +44,14 @@ function keyReq(n: string): PrepareKeyRequest {
 /**
  * A GuardedHsm over `lanes` fake lanes on one token. Unless `start` is
  * false it is started, knows the AES keys `aes` and `aes2`, and every lane
- * has used `aes` once (so each lane knows it); the lanes' call logs are then
- * cleared, so a story counts only its own calls.
+ * has used `aes` once (so each lane knows it, and with `sessionKeyCopies`
+ * holds a copy of it); the lanes' call logs are then cleared, so a story
+ * counts only its own calls.
  */
-async function rig(o: Partial<Rig['opts']> & { lanes?: number; start?: boolean } = {}): Promise<Rig> {
-  const first = new FakeHsm();
-  const lanes = [first, ...Array.from({ length: (o.lanes ?? 3) - 1 }, () => new FakeHsm(first))];
+async function rig(o: Partial<Rig['opts']> & { lanes?: number; start?: boolean; sessionKeyCopies?: boolean; groups?: string[] } = {}): Promise<Rig> {
+  const laneOpts = (i: number) => ({ sessionKeyCopies: o.sessionKeyCopies ?? false, group: o.groups?.[i] });
+  const first = new FakeHsm(undefined, laneOpts(0));
+  const lanes = [first, ...Array.from({ length: (o.groups?.length ?? o.lanes ?? 3) - 1 }, (_, i) => new FakeHsm(first, laneOpts(i + 1)))];
   const metrics = createMetrics({ defaultMetrics: false });
   const logs: string[] = [];
   const opts = { deadlineMs: o.deadlineMs ?? 100, failureThreshold: o.failureThreshold ?? 5, probeIntervalMs: o.probeIntervalMs ?? 50, readyCacheMs: o.readyCacheMs ?? 1000 };
@@ -161,6 +163,52 @@ describe('GuardedHsm fault handling (fake HSM lanes)', function () {
       expect(ok.value).to.have.length(1 + 16);
       expect(r.lanes[1]!.calls).to.deep.equal(['aesGcmEncrypt']);
       expect(r.lanes[0]!.calls, 'the quarantined lane is given no other call').to.deep.equal(['aesGcmEncrypt']);
+    });
+
+    it('lanes on one thread are held up together: while one is quarantined its group-mate gets no new call, the other thread\'s lanes take them, until the frozen call returns', async () => {
+      const r = await rig({ groups: ['thread A', 'thread A', 'thread B', 'thread B'], deadlineMs: 100 });
+      r.lanes[0]!.freeze();
+      expect((await settle(encrypt(r.hsm))).error).to.be.instanceOf(DependencyTimeoutException);
+      expect(r.hsm.stats()).to.include({ quarantined: 1 });
+
+      const meanwhile = await Promise.all([settle(encrypt(r.hsm)), settle(encrypt(r.hsm))]);
+      for (const m of meanwhile) expect(m.error).to.equal(undefined);
+      expect(r.lanes[1]!.calls, 'the frozen lane\'s group-mate was given nothing').to.deep.equal([]);
+      expect([...r.lanes[2]!.calls, ...r.lanes[3]!.calls]).to.deep.equal(['aesGcmEncrypt', 'aesGcmEncrypt']);
+
+      r.lanes[0]!.thaw();
+      await eventually('the lane is back', () => r.hsm.stats().quarantined === 0);
+      await Promise.all(r.lanes.map(() => encrypt(r.hsm)));
+      expect(r.lanes[1]!.calls, 'thread A serves again').to.deep.equal(['aesGcmEncrypt']);
+    });
+
+    it('with every thread held up by a stuck call, calls that time out waiting for a lane count toward the breaker: the circuit opens and then fails fast', async () => {
+      const r = await rig({ groups: ['thread A', 'thread A', 'thread B', 'thread B'], deadlineMs: 80, failureThreshold: 3 });
+      r.token.freeze();
+      try {
+        for (let i = 0; i < 3; i++) expect((await settle(encrypt(r.hsm))).error).to.be.instanceOf(DependencyTimeoutException);
+        expect(calls(r), 'one stuck call per thread; the third never reached a lane').to.deep.equal(['aesGcmEncrypt', 'aesGcmEncrypt']);
+        expect(r.hsm.stats().circuitOpen).to.equal(true);
+        const fast = await settle(encrypt(r.hsm));
+        expect(fast.error).to.be.instanceOf(DependencyTimeoutException);
+        expect(fast.ms, 'failed fast').to.be.below(r.opts.deadlineMs);
+      } finally {
+        r.token.thaw();
+      }
+      await eventually('the probe closes the circuit', () => !r.hsm.stats().circuitOpen);
+    });
+
+    it('calls go to the least busy thread, and not behind a slow call (key generation) while another thread has room', async () => {
+      const r = await rig({ groups: ['thread A', 'thread A', 'thread B', 'thread B'], deadlineMs: 1000 });
+      r.lanes[0]!.freeze();
+      const generating = r.hsm.prepareKey({ ...keyReq('fresh'), createIfMissing: true });
+      await eventually('the key generation holds lane A0', () => r.lanes[0]!.calls.length > 0);
+      const quick = await Promise.all([settle(encrypt(r.hsm)), settle(encrypt(r.hsm))]);
+      for (const q of quick) expect(q.error).to.equal(undefined);
+      expect(r.lanes[1]!.calls, 'nothing queued behind the key generation').to.deep.equal([]);
+      expect(r.lanes[2]!.calls.length + r.lanes[3]!.calls.length).to.equal(2);
+      r.lanes[0]!.thaw();
+      expect(await generating).to.deep.equal({ state: 'ready', created: true });
     });
 
     it('waiting for a free lane counts against the deadline: with every lane frozen, a queued call times out at its own deadline without reaching a lane', async () => {
@@ -337,6 +385,76 @@ describe('GuardedHsm fault handling (fake HSM lanes)', function () {
       expect((await settle(encrypt(r.hsm))).error).to.equal(undefined);
       expect(r.lanes[0]!.calls[0], 'recovered first').to.equal('recover');
       expect(r.lanes[0]!.calls).to.include('aesGcmEncrypt');
+    });
+  });
+
+  describe('learning keys per lane', () => {
+    it('a lane that lacks many keys learns them all in one pass over the token, not one find per key', async () => {
+      const r = await rig({ lanes: 2 });
+      for (let i = 0; i < 10; i++) await r.hsm.prepareKey(keyReq(`many${i}`));
+      expect(r.lanes[1]!.calls, 'the keys were made on the first lane').to.deep.equal([]);
+      r.lanes[0]!.freeze();
+      const held = settle(encrypt(r.hsm, 'aes2'));
+      for (let i = 0; i < 10; i++) expect((await settle(encrypt(r.hsm, `many${i}`))).error).to.equal(undefined);
+      expect(r.lanes[1]!.calls).to.deep.equal(['findKeys', ...Array.from({ length: 10 }, () => 'aesGcmEncrypt')]);
+      r.lanes[0]!.thaw();
+      await held;
+    });
+  });
+
+  describe('session copies of keys in the lanes (hsm.sessionKeyCopies)', () => {
+    it('a key destroyed through the gateway stops working on every lane at once, though each lane held a copy of it', async () => {
+      const r = await rig({ sessionKeyCopies: true });
+      await r.hsm.destroyKey('aes');
+      expect(r.lanes.filter((l) => l.calls.includes('destroyKey')), 'destroyed on one lane').to.have.length(1);
+      for (const l of r.lanes.filter((x) => !x.calls.includes('destroyKey')))
+        expect(l.calls, 'every other (idle) lane dropped its copy before destroyKey returned').to.deep.equal(['forgetKey']);
+      const after = await Promise.all(r.lanes.map(() => settle(encrypt(r.hsm, 'aes'))));
+      for (const a of after) expect(a.error, 'no lane encrypts with a destroyed key').to.not.equal(undefined);
+      expect(calls(r), 'no copy was used').to.not.include('aesGcmEncrypt');
+      expect((await settle(encrypt(r.hsm, 'aes2'))).error).to.equal(undefined);
+    });
+
+    it('a key object deleted behind the gateway\'s back keeps working from the lanes\' copies until forgetKey; then every lane answers KeyUnavailableException and other keys work', async () => {
+      const r = await rig({ sessionKeyCopies: true, failureThreshold: 2 });
+      expect(r.token.deleteKeyObject(keyReq('aes').ref.label!)).to.equal(1);
+      const copied = await Promise.all(r.lanes.map(() => settle(encrypt(r.hsm, 'aes'))));
+      for (const c of copied) expect(c.error, 'each lane still has its copy').to.equal(undefined);
+
+      await r.hsm.forgetKey('aes');
+      for (const l of r.lanes) expect(l.calls).to.include('forgetKey');
+      for (let i = 0; i < 2; i++) {
+        const gone = await Promise.all(r.lanes.map(() => settle(encrypt(r.hsm, 'aes'))));
+        for (const g of gone) {
+          expect(g.error).to.be.instanceOf(KeyUnavailableException);
+          expect((g.error as KeyUnavailableException).tokenFault).to.equal(false);
+        }
+      }
+      expect((await settle(encrypt(r.hsm, 'aes2'))).error).to.equal(undefined);
+      expect(r.hsm.stats().circuitOpen).to.equal(false);
+    });
+
+    it('forgetKey leaves the token object alone: the key works again on every lane, found afresh', async () => {
+      const r = await rig({ sessionKeyCopies: true });
+      await r.hsm.forgetKey('aes');
+      const again = await Promise.all(r.lanes.map(() => settle(encrypt(r.hsm, 'aes'))));
+      for (const a of again) expect(a.error).to.equal(undefined);
+      for (const l of r.lanes) expect(l.calls, 'forgot, learned again, encrypted').to.deep.equal(['forgetKey', 'prepareKey', 'aesGcmEncrypt']);
+    });
+
+    it('a lane busy in the token when the key is destroyed drops its copy before its next call', async () => {
+      const r = await rig({ sessionKeyCopies: true, lanes: 2, deadlineMs: 1000 });
+      r.lanes[0]!.freeze();
+      const stuck = encrypt(r.hsm, 'aes2');
+      await eventually('the frozen lane holds a call', () => r.lanes[0]!.calls.length > 0);
+      await r.hsm.destroyKey('aes');
+      expect(r.lanes[0]!.calls, 'the busy lane was not interrupted').to.deep.equal(['aesGcmEncrypt']);
+      r.lanes[0]!.thaw();
+      await stuck;
+      r.lanes[1]!.freeze();
+      expect((await settle(encrypt(r.hsm, 'aes2'))).error).to.equal(undefined);
+      expect(r.lanes[0]!.calls).to.deep.equal(['aesGcmEncrypt', 'forgetKey', 'aesGcmEncrypt']);
+      r.lanes[1]!.thaw();
     });
   });
 

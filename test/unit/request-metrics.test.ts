@@ -212,7 +212,7 @@ describe('request metrics and the health endpoints (in-process app, fake HSM)', 
     });
 
     it('when the HSM answers KeyUnavailableException for a known key, it is counted with that key\'s id', async () => {
-      hsm.failOn('aesGcmEncrypt', () => new KeyUnavailableException(`${aes.arn} is unavailable.`));
+      hsm.failOn('aesGcmSeal', () => new KeyUnavailableException(`${aes.arn} is unavailable.`));
       const res = await encrypt(aes.arn);
       expect(res.status).to.equal(500);
       expect(res.body?.['__type']).to.equal('KeyUnavailableException');
@@ -225,7 +225,7 @@ describe('request metrics and the health endpoints (in-process app, fake HSM)', 
     it('when the HSM passes its deadline, DependencyTimeoutException is counted in kmsgw_hsm_timeouts_total, whose series existed at 0 before', async () => {
       const before = (await scrape()).find((x) => x.name === 'kmsgw_hsm_timeouts_total' && x.labels['operation'] === 'Encrypt');
       expect(before?.value, 'the series exists from the start, so rate() sees the first timeout').to.equal(0);
-      hsm.failOn('aesGcmEncrypt', () => new DependencyTimeoutException('The HSM did not answer in time.'));
+      hsm.failOn('aesGcmSeal', () => new DependencyTimeoutException('The HSM did not answer in time.'));
       const res = await encrypt(aes.keyId);
       expect(res.status).to.equal(503);
       expect(res.body?.['__type']).to.equal('DependencyTimeoutException');

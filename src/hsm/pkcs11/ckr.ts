@@ -88,6 +88,24 @@ export function isPinRefused(err: unknown): boolean {
   return code !== undefined && PIN_REFUSED.has(code);
 }
 
+/**
+ * C_CopyObject codes that mean the token will not make a session copy of
+ * this object (CKA_COPYABLE false, no C_CopyObject at all, CKA_TOKEN not
+ * changeable in a copy): the token object is used instead.
+ */
+const COPY_REFUSED = new Set(
+  ['CKR_FUNCTION_NOT_SUPPORTED', 'CKR_ATTRIBUTE_READ_ONLY', 'CKR_ATTRIBUTE_TYPE_INVALID', 'CKR_ATTRIBUTE_VALUE_INVALID', 'CKR_TEMPLATE_INCONSISTENT']
+    .map((n) => C[n])
+    .filter((c): c is number => typeof c === 'number')
+    // CKR_ACTION_PROHIBITED (PKCS#11 2.40, 0x1B) is not among pkcs11js 2.1.7's exports.
+    .concat([0x1b]),
+);
+
+export function isCopyRefused(err: unknown): boolean {
+  const code = ckrCode(err);
+  return code !== undefined && COPY_REFUSED.has(code);
+}
+
 /** The numeric CKR code of a pkcs11js error, or undefined for anything else. */
 export function ckrCode(err: unknown): number | undefined {
   if (err instanceof pkcs11js.Pkcs11Error && typeof err.code === 'number') return err.code;

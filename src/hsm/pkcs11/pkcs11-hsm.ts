@@ -22,9 +22,9 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { KeyUnavailableException, KmsError, KMSInternalException, InvalidCiphertextException } from '../../errors.js';
 import type { RsaKeySpec } from '../../config/config.js';
-import type { FindKeyResult, Hsm, HsmDescription, HsmRecordRef, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
+import type { AesGcmSealed, FindKeyResult, Hsm, HsmDescription, HsmRecordRef, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
 import { oaepDecode, oaepEncode } from '../oaep.js';
-import { CKR, ckrCode, ckrName, disposition, isPinRefused } from './ckr.js';
+import { CKR, ckrCode, ckrName, disposition, isCopyRefused, isPinRefused } from './ckr.js';
 import { SessionPool } from './session-pool.js';
 
 type Handle = Buffer;
@@ -42,6 +42,15 @@ export interface Pkcs11HsmOptions {
   token: { label?: string | undefined; slot?: number | undefined };
   pin: string;
   sessionPoolSize: number;
+  /**
+   * Use an in-token session copy of each key (C_CopyObject with CKA_TOKEN
+   * false, made on first use in this instance's login session) instead of
+   * the token object. SoftHSM2 re-reads a token object's file on every
+   * operation; its session copy nearly doubles the rate. The copy never
+   * leaves the token, but it outlives a deletion of the token object behind
+   * the gateway's back until forgetKey() or a recovery drops it.
+   */
+  sessionKeyCopies?: boolean | undefined;
   log: HsmLogger;
 }
 
@@ -51,6 +60,10 @@ interface KeyEntry {
   priv?: Handle;
   pub?: Handle;
   publicInfo?: RsaPublicKeyInfo;
+  /** Session copies of the token objects (sessionKeyCopies), made on first use in the login session. */
+  copies?: Partial<Record<ObjectKind, Handle>>;
+  /** The token refused to copy this key (e.g. CKA_COPYABLE false): its token objects are used. */
+  uncopyable?: boolean;
 }
 
 type ObjectKind = 'secret' | 'priv' | 'pub';
@@ -70,6 +83,8 @@ const HASH_MECH: Record<OaepHash, { hashAlg: number; mgf: number }> = {
 /** pkcs11js does not export CKZ_DATA_SPECIFIED; its value is 1 (PKCS#11 2.40). */
 const CKZ_DATA_SPECIFIED = 1;
 const HASH_LEN: Record<OaepHash, number> = { sha1: 20, sha256: 32 };
+/** GCM IV length: 96 bits, the size GCM is defined for without hashing the IV (NIST SP 800-38D). */
+const GCM_IV_BYTES = 12;
 
 function oaepMechanism(hash: OaepHash): pkcs11js.Mechanism {
   return {
@@ -211,14 +226,33 @@ export class Pkcs11Hsm implements Hsm {
     );
   }
 
-  /** Handles of a session or module that is gone mean nothing now; keys are found again on first use. */
+  /**
+   * Handles of a session or module that is gone mean nothing now; keys are
+   * found again on first use. (Session copies lived in the login session
+   * and are gone with it.)
+   */
   private forgetHandles(): void {
     for (const entry of this.keys.values()) {
       delete entry.secret;
       delete entry.priv;
       delete entry.pub;
+      delete entry.copies;
     }
     this.recordHandles.clear();
+  }
+
+  /** Destroys this instance's session copies of a key (never its token objects). */
+  private dropCopies(entry: KeyEntry | undefined): void {
+    const copies = entry?.copies;
+    if (copies === undefined) return;
+    delete entry!.copies;
+    for (const h of Object.values(copies)) {
+      try {
+        this.lib.C_DestroyObject(this.loginSession, h);
+      } catch {
+        // Gone with its session already.
+      }
+    }
   }
 
   private closeSessionsQuietly(): void {
@@ -378,6 +412,7 @@ export class Pkcs11Hsm implements Hsm {
 
   async prepareKey(req: PrepareKeyRequest): Promise<PrepareKeyResult> {
     const entry: KeyEntry = { req };
+    this.dropCopies(this.keys.get(req.name));
     this.keys.set(req.name, entry);
     const kinds: ObjectKind[] = req.keySpec === 'SYMMETRIC_DEFAULT' ? ['secret'] : ['priv', 'pub'];
     const found = await this.pool.use(
@@ -427,6 +462,7 @@ export class Pkcs11Hsm implements Hsm {
     const out: FindKeyResult[] = [];
     for (const req of reqs) {
       const entry: KeyEntry = { req };
+      this.dropCopies(this.keys.get(req.name));
       this.keys.set(req.name, entry);
       const kinds: ObjectKind[] = req.keySpec === 'SYMMETRIC_DEFAULT' ? ['secret'] : ['priv', 'pub'];
       const id = req.ref.id?.toString('hex');
@@ -605,6 +641,38 @@ export class Pkcs11Hsm implements Hsm {
     });
   }
 
+  /**
+   * One session, one borrow: C_GenerateRandom for the IV, then
+   * C_EncryptInit/C_Encrypt. IV, ciphertext and tag land in one buffer
+   * (one allocation, one copy across the lane).
+   */
+  aesGcmSeal(name: string, plaintext: Buffer, aad: Buffer): Promise<AesGcmSealed> {
+    return this.run(name, 'secret', false, async (s, key) => {
+      const out = Buffer.alloc(GCM_IV_BYTES + plaintext.length + 16);
+      const iv = this.lib.C_GenerateRandom(s, out.subarray(0, GCM_IV_BYTES));
+      this.lib.C_EncryptInit(s, this.gcm(iv, aad), key);
+      const sealed = this.lib.C_Encrypt(s, plaintext, out.subarray(GCM_IV_BYTES));
+      return { iv, sealed };
+    });
+  }
+
+  /** As aesGcmSeal, with the plaintext drawn by the same C_GenerateRandom as the IV. */
+  aesGcmSealRandom(name: string, length: number, aad: Buffer): Promise<AesGcmSealed & { plaintext: Buffer }> {
+    return this.run(name, 'secret', false, async (s, key) => {
+      const drawn = this.lib.C_GenerateRandom(s, Buffer.alloc(length + GCM_IV_BYTES));
+      const plaintext = drawn.subarray(0, length);
+      const iv = drawn.subarray(length);
+      try {
+        this.lib.C_EncryptInit(s, this.gcm(iv, aad), key);
+        const sealed = this.lib.C_Encrypt(s, plaintext, Buffer.alloc(length + 16));
+        return { plaintext, iv, sealed };
+      } catch (e) {
+        drawn.fill(0);
+        throw e;
+      }
+    });
+  }
+
   aesGcmEncrypt(name: string, iv: Buffer, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
     return this.run(name, 'secret', false, async (s, key) => {
       this.lib.C_EncryptInit(s, this.gcm(iv, aad), key);
@@ -735,9 +803,21 @@ export class Pkcs11Hsm implements Hsm {
     };
   }
 
+  /** Drops this instance's cached handles and session copies of a key; its token objects stay. */
+  async forgetKey(name: string): Promise<void> {
+    const entry = this.keys.get(name);
+    if (entry === undefined) return;
+    this.dropCopies(entry);
+    delete entry.secret;
+    delete entry.priv;
+    delete entry.pub;
+    delete entry.publicInfo;
+  }
+
   async destroyKey(name: string): Promise<void> {
     const entry = this.keys.get(name);
     if (entry === undefined) return;
+    this.dropCopies(entry);
     const kinds: ObjectKind[] = entry.req.keySpec === 'SYMMETRIC_DEFAULT' ? ['secret'] : ['priv', 'pub'];
     await this.pool
       .use(
@@ -913,7 +993,7 @@ export class Pkcs11Hsm implements Hsm {
       try {
         return await this.pool.use(
           (s) => {
-            const key = entry[kind] ?? this.find(s, entry, kind);
+            const key = this.keyHandle(s, entry, kind);
             if (key === undefined) throw new KeyUnavailableException(`${entry.req.displayName} is unavailable.`);
             return op(s, key);
           },
@@ -923,6 +1003,8 @@ export class Pkcs11Hsm implements Hsm {
         if (e instanceof KmsError) throw e;
         const d = disposition(e, decrypting);
         if (attempt === 0 && d === 'handle') {
+          // The copy or the token object is gone: find the token object again (and copy it again).
+          this.dropCopies(entry);
           delete entry[kind];
           continue;
         }
@@ -930,6 +1012,27 @@ export class Pkcs11Hsm implements Hsm {
         throw this.translate(e, d, entry.req.displayName);
       }
     }
+  }
+
+  /** The handle an operation uses: the key's session copy with sessionKeyCopies (made now if needed), else its token object. */
+  private keyHandle(s: Handle, entry: KeyEntry, kind: ObjectKind): Handle | undefined {
+    if (this.opts.sessionKeyCopies !== true || entry.uncopyable === true) return entry[kind] ?? this.find(s, entry, kind);
+    const copy = entry.copies?.[kind];
+    if (copy !== undefined) return copy;
+    const token = entry[kind] ?? this.find(s, entry, kind);
+    if (token === undefined) return undefined;
+    let made: Handle;
+    try {
+      // In the long-lived login session: pool sessions may be discarded after a fault, the login session lives until a recovery.
+      made = this.lib.C_CopyObject(this.loginSession, token, [{ type: pkcs11js.CKA_TOKEN, value: false }]);
+    } catch (e) {
+      if (!isCopyRefused(e)) throw e;
+      this.opts.log.warn({ key: entry.req.displayName, ckr: ckrName(ckrCode(e) ?? -1) }, 'the token refused a session copy of the key; using its token object');
+      entry.uncopyable = true;
+      return token;
+    }
+    (entry.copies ??= {})[kind] = made;
+    return made;
   }
 
   private translate(err: unknown, d: ReturnType<typeof disposition>, what: string): KmsError {

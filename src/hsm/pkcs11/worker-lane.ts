@@ -1,8 +1,20 @@
 /**
- * A GuardedHsm lane on a worker thread (pkcs11-worker.ts) with its own
- * PKCS#11 instance. Each lane loads the module and logs in by itself:
- * SoftHSM2 shares one library state between them (a second C_Initialize
- * answers CKR_CRYPTOKI_ALREADY_INITIALIZED, which is benign), while
+ * GuardedHsm lanes on worker threads (pkcs11-worker.ts). A lane is one
+ * PKCS#11 instance with its own session; a LaneThread runs one or more
+ * lanes, one call at a time, in the order the calls arrive.
+ *
+ * Why several lanes per thread: a call handed to an idle thread costs a
+ * wake-up on each side (about as much CPU as the token's own AES-GCM on
+ * SoftHSM2), while a thread that finds the next call already queued when
+ * it answers one goes straight on. With more lanes than threads, GuardedHsm
+ * keeps each thread's queue filled under load, and the threads (a V8
+ * isolate each, ~10 MB) stay few. The price: a call stuck in the token
+ * holds up the other lanes of its thread, so they share a `group` and
+ * GuardedHsm gives none of them new calls while one is quarantined.
+ *
+ * Each lane loads the module and logs in by itself: SoftHSM2 shares one
+ * library state between them (a second C_Initialize answers
+ * CKR_CRYPTOKI_ALREADY_INITIALIZED, which is benign), while
  * p11-kit-client.so opens one connection, and so one remote session set,
  * per instance, so object handles are per lane.
  */
@@ -10,40 +22,63 @@ import { Worker } from 'node:worker_threads';
 import type { RsaKeySpec } from '../../config/config.js';
 import { KeyUnavailableException } from '../../errors.js';
 import type { HsmLane } from '../guarded-hsm.js';
-import type { FindKeyResult, HsmDescription, HsmRecordRef, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
+import type { AesGcmSealed, FindKeyResult, HsmDescription, HsmRecordRef, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
 import { fromWireError, pack, revive, type LaneLog, type LaneMethod, type LaneReply, type LaneRequest } from '../lane-protocol.js';
 import type { HsmLogger } from './pkcs11-hsm.js';
 import type { WorkerOptions } from './pkcs11-worker.js';
 
 const WORKER_URL = new URL('./pkcs11-worker.js', import.meta.url);
 
-export class WorkerLane implements HsmLane {
+interface Pending {
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+}
+
+/** One worker thread and the lanes on it; the thread starts with the first call and again after it died. */
+export class LaneThread {
   private worker: Worker | undefined;
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
-  private description: HsmDescription | undefined;
+  private readonly pending = new Map<number, Pending>();
+  /** Lanes of this thread not closed yet: the last close ends the thread. */
+  private openLanes = 0;
 
   constructor(
     private readonly opts: WorkerOptions,
     private readonly log: HsmLogger,
-    private readonly fallback: HsmDescription,
   ) {}
 
+  /** A lane on this thread (slot: its index among the thread's lanes). */
+  lane(slot: number, fallback: HsmDescription): WorkerLane {
+    this.openLanes++;
+    return new WorkerLane(this, slot, fallback);
+  }
+
   private spawn(): Worker {
-    const w = new Worker(WORKER_URL, { workerData: this.opts });
-    w.on('message', (m: LaneReply | LaneLog) => {
-      if ('log' in m) {
-        this.log[m.log.level](m.log.obj, m.log.msg);
-        return;
-      }
+    const w = new Worker(WORKER_URL, {
+      workerData: this.opts,
+      // A lane thread keeps few objects alive past a call: V8's default young
+      // generation (semi-spaces growing to 16 MB on 64-bit) would mostly be
+      // RSS that never pays off (measured: bench/hsm-micro.ts).
+      resourceLimits: { maxYoungGenerationSizeMb: 4 },
+    });
+    const settle = (m: LaneReply) => {
       const p = this.pending.get(m.id);
       if (p === undefined) return;
       this.pending.delete(m.id);
       if (m.ok) p.resolve(revive(m.value));
       else p.reject(fromWireError(m.error));
+    };
+    w.on('message', (m: LaneReply | LaneReply[] | LaneLog) => {
+      if (Array.isArray(m)) for (const r of m) settle(r);
+      else if ('log' in m) this.log[m.log.level](m.log.obj, m.log.msg);
+      else settle(m);
     });
     const gone = (why: string) => {
-      if (this.worker === w) this.worker = undefined;
+      if (this.worker === w) {
+        this.worker = undefined;
+        this.outbox = [];
+        this.outboxTransfer = [];
+      }
       for (const p of this.pending.values()) p.reject(new KeyUnavailableException(`The HSM is unavailable (${why}).`, { tokenFault: true }));
       this.pending.clear();
     };
@@ -57,14 +92,64 @@ export class WorkerLane implements HsmLane {
     return w;
   }
 
-  private call<T>(method: LaneMethod, args: unknown[]): Promise<T> {
-    const w = (this.worker ??= this.spawn());
+  /**
+   * Requests wait here until the current macrotask (with its microtasks)
+   * ends, then go to the thread in one message: a batch of replies usually
+   * starts as many new calls, and one postMessage is much cheaper than many.
+   */
+  private outbox: LaneRequest[] = [];
+  private outboxTransfer: ArrayBuffer[] = [];
+  private readonly flush = (): void => {
+    const batch = this.outbox;
+    const transfer = this.outboxTransfer;
+    this.outbox = [];
+    this.outboxTransfer = [];
+    // Empty when the thread died meanwhile: its callers were answered then.
+    if (batch.length > 0) this.worker?.postMessage(batch.length === 1 ? batch[0] : batch, transfer);
+  };
+
+  call<T>(lane: number, method: LaneMethod, args: unknown[]): Promise<T> {
+    this.worker ??= this.spawn();
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      const transfer: ArrayBuffer[] = [];
-      w.postMessage({ id, method, args: pack(args, transfer) as unknown[] } satisfies LaneRequest, transfer);
+      this.outbox.push({ id, lane, method, args: pack(args, this.outboxTransfer) as unknown[] });
+      // After every microtask of this macrotask: the calls they start join the batch.
+      if (this.outbox.length === 1) process.nextTick(this.flush);
     });
+  }
+
+  /** Closes one lane's PKCS#11 instance; after the last one, ends the thread. */
+  async closeLane(lane: number): Promise<void> {
+    const w = this.worker;
+    try {
+      if (w !== undefined) await this.call(lane, 'close', []);
+    } finally {
+      if (--this.openLanes <= 0 && this.worker !== undefined) {
+        const last = this.worker;
+        this.worker = undefined;
+        await last.terminate();
+      }
+    }
+  }
+}
+
+export class WorkerLane implements HsmLane {
+  private description: HsmDescription | undefined;
+
+  constructor(
+    private readonly thread: LaneThread,
+    private readonly slot: number,
+    private readonly fallback: HsmDescription,
+  ) {}
+
+  /** The lanes of one thread: a call stuck in the token holds up all of them. */
+  get group(): LaneThread {
+    return this.thread;
+  }
+
+  private call<T>(method: LaneMethod, args: unknown[]): Promise<T> {
+    return this.thread.call(this.slot, method, args);
   }
 
   async recover(): Promise<void> {
@@ -76,15 +161,8 @@ export class WorkerLane implements HsmLane {
     return this.description ?? this.fallback;
   }
 
-  async close(): Promise<void> {
-    const w = this.worker;
-    if (w === undefined) return;
-    try {
-      await this.call('close', []);
-    } finally {
-      this.worker = undefined;
-      await w.terminate();
-    }
+  close(): Promise<void> {
+    return this.thread.closeLane(this.slot);
   }
 
   prepareKey(req: PrepareKeyRequest): Promise<PrepareKeyResult> {
@@ -95,6 +173,12 @@ export class WorkerLane implements HsmLane {
   }
   random(length: number): Promise<Buffer> {
     return this.call('random', [length]);
+  }
+  aesGcmSeal(name: string, plaintext: Buffer, aad: Buffer): Promise<AesGcmSealed> {
+    return this.call('aesGcmSeal', [name, plaintext, aad]);
+  }
+  aesGcmSealRandom(name: string, length: number, aad: Buffer): Promise<AesGcmSealed & { plaintext: Buffer }> {
+    return this.call('aesGcmSealRandom', [name, length, aad]);
   }
   aesGcmEncrypt(name: string, iv: Buffer, plaintext: Buffer, aad: Buffer): Promise<Buffer> {
     return this.call('aesGcmEncrypt', [name, iv, plaintext, aad]);
@@ -116,6 +200,9 @@ export class WorkerLane implements HsmLane {
   }
   destroyKey(name: string): Promise<void> {
     return this.call('destroyKey', [name]);
+  }
+  forgetKey(name: string): Promise<void> {
+    return this.call('forgetKey', [name]);
   }
   listRecords(): Promise<HsmRecordRef[]> {
     return this.call('listRecords', []);
