@@ -1,15 +1,19 @@
 /**
- * Builds the express app from its dependencies, without listening, so tests
- * can start it on port 0 and main.ts can wire it to the real token.
+ * Builds the gateway's HTTP request listener from its dependencies, without
+ * listening, so tests can start it on port 0 and main.ts can wire it to the
+ * real token: `POST /` (the KMS API) is served by api/kms-listener.ts on
+ * node:http directly, the rest by an express app (operational endpoints,
+ * UnknownOperationException for anything else).
  */
 import { randomUUID } from 'node:crypto';
-import express, { type Express } from 'express';
+import type { RequestListener } from 'node:http';
+import express from 'express';
 import helmet from 'helmet';
 import { auditMiddleware, type AuditSink } from './api/audit.js';
 import { errorMiddleware } from './api/error-middleware.js';
 import { healthRouter, type ReadinessCheck } from './api/health.js';
-import { kmsJsonRouter, type AuthDeps } from './api/kms-json.js';
-import { requestMetrics } from './api/request-metrics.js';
+import type { AuthDeps } from './api/kms-json.js';
+import { kmsListener } from './api/kms-listener.js';
 import { UnknownOperationException } from './errors.js';
 import type { Hsm } from './hsm/hsm.js';
 import type { KeyStore } from './keys/key-store.js';
@@ -29,30 +33,36 @@ export interface AppDeps {
   metrics: Metrics;
   /** What GET /readyz answers (api/health.ts): key state loaded and HSM ready. */
   ready: ReadinessCheck;
+  /** What GET /metrics answers instead of the registry's own text (a cluster worker: every worker's metrics, from the primary). */
+  metricsText?: () => Promise<string>;
   operations?: ReadonlyMap<string, Operation>;
 }
 
-export function createApp(deps: AppDeps): Express {
+export function createApp(deps: AppDeps): RequestListener {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(helmet());
-  // GET /metrics, /healthz, /readyz: before the audit log and SigV4 (scrapes
-  // and probes are neither KMS calls nor signed).
-  app.use(healthRouter({ registry: deps.metrics.registry, ready: deps.ready }));
-  // Before the KMS framing, so every other request gets its audit line, whatever answers it.
+  // GET /metrics, /healthz, /readyz: before the audit log (scrapes and
+  // probes are neither KMS calls nor signed).
+  app.use(healthRouter({ registry: deps.metrics.registry, ready: deps.ready, metricsText: deps.metricsText }));
+  // Every other request gets its audit line, whatever answers it.
   app.use(auditMiddleware(deps.audit));
   app.use((_req, res, next) => {
     res.set('x-amzn-RequestId', randomUUID());
     next();
   });
-  const operations = deps.operations ?? defaultOperations;
-  app.post('/', requestMetrics(deps.metrics, operations.keys()));
-  app.use(kmsJsonRouter(operations, { keys: deps.keys, hsm: deps.hsm }, deps.auth));
   // Anything that is not `POST /` is not a KMS call.
   app.use(() => {
     throw new UnknownOperationException();
   });
   app.use(errorMiddleware(deps.log));
-  return app;
+  const operations = deps.operations ?? defaultOperations;
+  return kmsListener({
+    kms: { operations, ctx: { keys: deps.keys, hsm: deps.hsm }, auth: deps.auth },
+    audit: deps.audit,
+    metrics: deps.metrics,
+    log: deps.log,
+    fallback: app,
+  });
 }

@@ -16,7 +16,7 @@ import { createWriteStream, openSync, statSync, type Stats, type WriteStream } f
 import type { RequestHandler, Response } from 'express';
 import { ConfigError } from '../config/config.js';
 import type { Logger } from '../log.js';
-import { auditOf } from './kms-json.js';
+import type { AuditRecord } from '../auth/types.js';
 
 export type AuditOutcome = 'success' | 'client_error' | 'server_error';
 
@@ -107,19 +107,30 @@ class FileSink implements AuditSink {
   }
 }
 
-/** stdout (a pipe to a log collector, typically). */
+/**
+ * stdout (a pipe to a log collector, typically), or, in a cluster worker,
+ * the primary process, which writes every worker's lines to its own stdout
+ * (so lines of different workers never interleave within a line). Lines
+ * are gathered during one turn of the event loop and written together: one
+ * write per turn instead of one per request.
+ */
 class StdoutSink implements AuditSink {
   private readonly failures: FailureReporter;
   private broken = false;
+  private queued = '';
+  private flushScheduled = false;
   private readonly onError = (e: unknown) => {
     this.broken = true;
     this.failures.fail(e);
   };
 
-  constructor(private readonly log: Logger) {
+  constructor(
+    private readonly log: Logger,
+    private readonly out: ((text: string) => void) | undefined,
+  ) {
     this.failures = new FailureReporter(log, 'stdout');
     // An EPIPE on stdout must not become an uncaught 'error' that kills the process.
-    process.stdout.on('error', this.onError);
+    if (out === undefined) process.stdout.on('error', this.onError);
   }
 
   write(line: string): void {
@@ -127,17 +138,31 @@ class StdoutSink implements AuditSink {
       this.failures.dropped++;
       return;
     }
+    this.queued += line + '\n';
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const text = this.queued;
+    this.queued = '';
+    if (text === '' || this.broken) return;
     try {
-      process.stdout.write(line + '\n');
+      if (this.out !== undefined) this.out(text);
+      else process.stdout.write(text);
     } catch (e) {
       this.onError(e);
     }
   }
 
   close(): Promise<void> {
+    this.flush();
     if (this.failures.dropped > 0) this.log.warn({ where: 'stdout', dropped: this.failures.dropped }, 'audit lines lost');
     return new Promise((resolve) => {
-      if (this.broken) return resolve();
+      if (this.broken || this.out !== undefined) return resolve();
       // Resolves once what was queued has been handed to the OS. The error
       // listener stays: a late EPIPE must not kill a process that is stopping.
       process.stdout.write('', () => resolve());
@@ -147,11 +172,12 @@ class StdoutSink implements AuditSink {
 
 /**
  * Opens the configured sink: `file` appended to (created with mode 0600),
- * or stdout when there is none. The file is opened now, so a path that
+ * or stdout when there is none (`stdout`, when given, replaces
+ * process.stdout: a cluster worker's channel to the primary). The file is opened now, so a path that
  * cannot be written stops start-up with a ConfigError naming audit.file.
  */
-export function openAuditSink(file: string | undefined, log: Logger): AuditSink {
-  if (file === undefined) return new StdoutSink(log);
+export function openAuditSink(file: string | undefined, log: Logger, stdout?: (text: string) => void): AuditSink {
+  if (file === undefined) return new StdoutSink(log, stdout);
   // A FIFO without a reader would hold start-up in open(2) forever.
   let existing: Stats | undefined;
   try {
@@ -176,6 +202,43 @@ function outcomeOf(status: number): AuditOutcome {
   return 'success';
 }
 
+/** The facts of one answered (or abandoned) request. */
+export interface AuditFacts {
+  /** When the request arrived (ISO-8601). */
+  time: string;
+  /** process.hrtime.bigint() when the request arrived. */
+  started: bigint;
+  requestId: string | null;
+  sourceAddress: string | null;
+  record: AuditRecord;
+  /** null when the connection closed before an answer was sent. */
+  httpStatus: number | null;
+  errorType: string | null;
+  aborted: boolean;
+}
+
+/** One audit line's JSON text (without the newline). */
+export function auditLine(f: AuditFacts): string {
+  const { record, httpStatus } = f;
+  const line: AuditLine = {
+    time: f.time,
+    requestId: f.requestId,
+    principal: record.principal ?? null,
+    accessKeyId: record.accessKeyId ?? null,
+    sourceAddress: f.sourceAddress,
+    operation: record.operation ?? null,
+    keyArn: record.keyArn ?? null,
+    encryptionContextKeys: record.encryptionContextKeys ?? null,
+    // A client that leaves without an answer is the client's doing.
+    outcome: httpStatus === null ? 'client_error' : outcomeOf(httpStatus),
+    errorType: httpStatus !== null && httpStatus >= 400 ? f.errorType : null,
+    httpStatus,
+    latencyMs: Math.round(Number(process.hrtime.bigint() - f.started) / 1e3) / 1e3,
+  };
+  if (f.aborted) line.aborted = true;
+  return JSON.stringify(line);
+}
+
 function headerText(res: Response, name: string): string | null {
   const v = res.getHeader(name);
   if (v === undefined) return null;
@@ -183,8 +246,9 @@ function headerText(res: Response, name: string): string | null {
 }
 
 /**
- * The audit middleware: mount it first, so every request, including those
- * refused before the KMS framing (wrong method or path), gets its line.
+ * The audit middleware of what express serves (everything but `POST /`,
+ * whose lines kms-listener.ts writes): mount it first, so every request,
+ * including those refused for their method or path, gets its line.
  */
 export function auditMiddleware(sink: AuditSink): RequestHandler {
   return (req, res, next) => {
@@ -196,26 +260,20 @@ export function auditMiddleware(sink: AuditSink): RequestHandler {
     const finish = (aborted: boolean) => {
       if (written) return;
       written = true;
-      const audit = auditOf(res);
       const sent = !aborted || res.headersSent;
       const httpStatus = sent ? res.statusCode : null;
-      const line: AuditLine = {
-        time,
-        requestId: headerText(res, 'x-amzn-RequestId'),
-        principal: audit.principal ?? null,
-        accessKeyId: audit.accessKeyId ?? null,
-        sourceAddress,
-        operation: audit.operation ?? null,
-        keyArn: audit.keyArn ?? null,
-        encryptionContextKeys: audit.encryptionContextKeys ?? null,
-        // A client that leaves without an answer is the client's doing.
-        outcome: httpStatus === null ? 'client_error' : outcomeOf(httpStatus),
-        errorType: httpStatus !== null && httpStatus >= 400 ? headerText(res, 'X-Amzn-ErrorType') : null,
-        httpStatus,
-        latencyMs: Math.round(Number(process.hrtime.bigint() - started) / 1e3) / 1e3,
-      };
-      if (aborted) line.aborted = true;
-      sink.write(JSON.stringify(line));
+      sink.write(
+        auditLine({
+          time,
+          started,
+          requestId: headerText(res, 'x-amzn-RequestId'),
+          sourceAddress,
+          record: {},
+          httpStatus,
+          errorType: headerText(res, 'X-Amzn-ErrorType'),
+          aborted,
+        }),
+      );
     };
     res.once('finish', () => finish(false));
     // 'close' follows 'finish' on a complete answer; alone, the connection went away first.

@@ -14,7 +14,7 @@ import {
 } from '../errors.js';
 import type { Logger } from '../log.js';
 
-/** body-parser's own errors carry `type` and a 4xx `status`. */
+/** body-parser's (and the KMS listener's body reader's) errors carry `type` and a 4xx `status`. */
 function fromBodyParser(err: unknown): KmsError | undefined {
   const e = err as { type?: unknown; status?: unknown };
   if (typeof e?.type !== 'string' || typeof e.status !== 'number') return undefined;
@@ -23,25 +23,40 @@ function fromBodyParser(err: unknown): KmsError | undefined {
   return undefined;
 }
 
+/**
+ * The KMS error a thrown value answers as; logs our own bugs (without
+ * request data) and every server fault.
+ */
+export function kmsErrorOf(err: unknown, log: Logger, requestId: unknown, target: unknown): KmsError {
+  let kms: KmsError;
+  if (err instanceof KmsError) kms = err;
+  else {
+    const parsed = fromBodyParser(err);
+    if (parsed !== undefined) kms = parsed;
+    else {
+      log.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack }, requestId }, 'unexpected error');
+      kms = new KMSInternalException();
+    }
+  }
+  if (kms.status >= 500) log.warn({ errorType: kms.name, requestId, target }, 'server fault');
+  return kms;
+}
+
+/** The envelope's JSON text. */
+export function errorBody(kms: KmsError): string {
+  const body: Record<string, string> = { __type: kms.name };
+  if (kms.wireMessage !== undefined) body['message'] = kms.wireMessage;
+  return JSON.stringify(body);
+}
+
+/** The same translation for what express serves (everything but `POST /`, see kms-listener.ts). */
 export function errorMiddleware(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    let kms: KmsError;
-    if (err instanceof KmsError) kms = err;
-    else {
-      const parsed = fromBodyParser(err);
-      if (parsed !== undefined) kms = parsed;
-      else {
-        log.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack }, requestId: res.getHeader('x-amzn-RequestId') }, 'unexpected error');
-        kms = new KMSInternalException();
-      }
-    }
-    if (kms.status >= 500) log.warn({ errorType: kms.name, requestId: res.getHeader('x-amzn-RequestId'), target: req.get('x-amz-target') }, 'server fault');
-    const body: Record<string, string> = { __type: kms.name };
-    if (kms.wireMessage !== undefined) body['message'] = kms.wireMessage;
+    const kms = kmsErrorOf(err, log, res.getHeader('x-amzn-RequestId'), req.get('x-amz-target'));
     res
       .status(kms.status)
       .set('X-Amzn-ErrorType', kms.name)
       .type('application/x-amz-json-1.1')
-      .send(JSON.stringify(body));
+      .send(errorBody(kms));
   };
 }

@@ -52,7 +52,11 @@ export function readinessCheck(keys: { readonly loaded: boolean }, hsm: HsmReadi
   };
 }
 
-export function healthRouter(deps: { registry: Registry; ready: ReadinessCheck }): Router {
+/**
+ * `metricsText`, when given, replaces the registry's own text: a cluster
+ * worker asks the primary for every worker's metrics, aggregated.
+ */
+export function healthRouter(deps: { registry: Registry; ready: ReadinessCheck; metricsText?: (() => Promise<string>) | undefined }): Router {
   const router = express.Router();
   // Every answer here describes this moment: no cache may keep it.
   const noStore: express.RequestHandler = (_req, res, next) => {
@@ -60,7 +64,7 @@ export function healthRouter(deps: { registry: Registry; ready: ReadinessCheck }
     next();
   };
   router.get('/metrics', noStore, async (_req, res) => {
-    const text = await deps.registry.metrics();
+    const text = await (deps.metricsText ?? (() => deps.registry.metrics()))();
     res.status(200).set('Content-Type', deps.registry.contentType).send(text);
   });
   router.get('/healthz', noStore, (_req, res) => {

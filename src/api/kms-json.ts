@@ -3,8 +3,14 @@
  * a JSON body of at most BODY_LIMIT bytes, dispatched through the explicit
  * operation registry. Checks in AWS's order: target, authentication
  * (SigV4), body shape, key resolution, authorization, then the operation.
+ *
+ * `answerKmsCall` is the whole call, independent of the HTTP server: it
+ * takes the request as it arrived and returns the JSON text of the answer,
+ * or throws the typed KMS error that the one error translation
+ * (error-middleware.ts) turns into the envelope. kms-listener.ts serves it on
+ * node:http.
  */
-import express, { type Response, type Router } from 'express';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { AuditRecord, Authenticator, Authorizer } from '../auth/types.js';
 import { SerializationException, UnknownOperationException } from '../errors.js';
 import { checksFor } from '../operations/authorization.js';
@@ -23,55 +29,69 @@ export interface AuthDeps {
   authorizer: Authorizer;
 }
 
-/** The audit record of this request (see api/audit.ts), filled in as the request goes. */
-export function auditOf(res: Response): AuditRecord {
-  const locals = res.locals as { audit?: AuditRecord };
-  locals.audit ??= {};
-  return locals.audit;
+/** A KMS call as it arrived. */
+export interface KmsCall {
+  method: string;
+  /** The request target as sent: path and query string. */
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
 }
 
-export function kmsJsonRouter(operations: ReadonlyMap<string, Operation>, ctx: OperationContext, auth: AuthDeps): Router {
-  const router = express.Router();
-  router.post('/', express.raw({ type: () => true, limit: BODY_LIMIT }), async (req, res) => {
-    const audit = auditOf(res);
-    const target = req.get('x-amz-target') ?? '';
-    const name = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : undefined;
-    const op = name === undefined ? undefined : operations.get(name);
-    if (op === undefined) throw new UnknownOperationException();
-    audit.operation = name;
-    const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-    const queryAt = req.originalUrl.indexOf('?');
-    const principal = await auth.authenticator.authenticate({
-      method: req.method,
-      path: queryAt < 0 ? req.originalUrl : req.originalUrl.slice(0, queryAt),
-      query: queryAt < 0 ? '' : req.originalUrl.slice(queryAt + 1),
-      headers: req.headers,
-      body: raw,
-    });
-    audit.principal = principal.name;
-    audit.accessKeyId = principal.accessKeyId;
-    let body: unknown = {};
-    if (raw.length > 0) {
-      try {
-        body = JSON.parse(raw.toString('utf8'));
-      } catch {
-        throw new SerializationException('The request body is not valid JSON.');
-      }
-    }
-    const request = parseRequest(op.schema, body);
-    // Key resolution, authorization and the operation all need the key state:
-    // until it is loaded from the token, every operation answers the
-    // retryable KeyUnavailableException (after the target, signature and
-    // body checks, which do not depend on it).
-    ctx.keys.assertLoaded();
-    const checks = checksFor(name as string, request as Record<string, unknown>, ctx.keys);
-    const keyed = checks.find((c) => c.key !== undefined);
-    if (keyed?.key !== undefined) audit.keyArn = keyed.key.arn;
-    const context = checks.find((c) => c.encryptionContext !== undefined)?.encryptionContext;
-    if (context !== undefined) audit.encryptionContextKeys = Object.keys(context).sort();
-    auth.authorizer.authorize(principal, checks);
-    const response = await op.handler(request, ctx);
-    res.status(200).type('application/x-amz-json-1.1').send(JSON.stringify(response));
+export interface KmsDeps {
+  operations: ReadonlyMap<string, Operation>;
+  ctx: OperationContext;
+  auth: AuthDeps;
+}
+
+/** The operation an `X-Amz-Target` names, or undefined. */
+export function operationName(target: string | string[] | undefined, operations: ReadonlyMap<string, Operation>): string | undefined {
+  if (typeof target !== 'string' || !target.startsWith(TARGET_PREFIX)) return undefined;
+  const name = target.slice(TARGET_PREFIX.length);
+  return operations.has(name) ? name : undefined;
+}
+
+/**
+ * Runs one KMS call and returns the answer's JSON text. `audit` is filled in
+ * as the call goes (operation, principal, key ARN, context keys), so the
+ * audit line and the request metrics say what happened even when it throws.
+ */
+export async function answerKmsCall(call: KmsCall, audit: AuditRecord, deps: KmsDeps): Promise<string> {
+  const name = operationName(call.headers['x-amz-target'], deps.operations);
+  const op = name === undefined ? undefined : deps.operations.get(name);
+  if (name === undefined || op === undefined) throw new UnknownOperationException();
+  audit.operation = name;
+  const queryAt = call.url.indexOf('?');
+  const principal = await deps.auth.authenticator.authenticate({
+    method: call.method,
+    path: queryAt < 0 ? call.url : call.url.slice(0, queryAt),
+    query: queryAt < 0 ? '' : call.url.slice(queryAt + 1),
+    headers: call.headers,
+    body: call.body,
   });
-  return router;
+  audit.principal = principal.name;
+  audit.accessKeyId = principal.accessKeyId;
+  let body: unknown = {};
+  if (call.body.length > 0) {
+    try {
+      body = JSON.parse(call.body.toString('utf8'));
+    } catch {
+      throw new SerializationException('The request body is not valid JSON.');
+    }
+  }
+  const request = parseRequest(op.schema, body);
+  const { ctx } = deps;
+  // Key resolution, authorization and the operation all need the key state:
+  // until it is loaded from the token, every operation answers the
+  // retryable KeyUnavailableException (after the target, signature and
+  // body checks, which do not depend on it).
+  ctx.keys.assertLoaded();
+  const checks = checksFor(name, request as Record<string, unknown>, ctx.keys);
+  const keyed = checks.find((c) => c.key !== undefined);
+  if (keyed?.key !== undefined) audit.keyArn = keyed.key.arn;
+  const context = checks.find((c) => c.encryptionContext !== undefined)?.encryptionContext;
+  if (context !== undefined) audit.encryptionContextKeys = Object.keys(context).sort();
+  deps.auth.authorizer.authorize(principal, checks);
+  const response = await op.handler(request, ctx);
+  return JSON.stringify(response);
 }

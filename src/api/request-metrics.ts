@@ -1,9 +1,10 @@
 /**
  * Request metrics for the KMS API (`POST /`): one observation per answered
- * request, taken when the answer has been sent, from the same facts the
- * audit line uses (the AuditRecord the KMS framing fills in, api/kms-json.ts,
- * and the answer's status and X-Amzn-ErrorType), so the counters agree with
- * what clients saw and with the audit log.
+ * request, taken by the KMS listener (api/kms-listener.ts) as it hands the
+ * answer to the socket, so a client never sees an answer before it is
+ * counted, from the same facts the audit line uses (the AuditRecord the KMS
+ * framing fills in, api/kms-json.ts, and the answer's X-Amzn-ErrorType), so
+ * the counters agree with what clients saw and with the audit log.
  *
  * - kmsgw_requests_total{operation, outcome}: `outcome` is `success` or the
  *   KMS error type sent on the wire (`__type`);
@@ -18,18 +19,9 @@
  * error class names of src/errors.ts. A request whose client left before the
  * answer was sent is not counted (no client saw an answer).
  */
-import type { RequestHandler, Response } from 'express';
 import type { Metrics } from '../metrics/metrics.js';
-import { auditOf } from './kms-json.js';
 
 export const UNKNOWN = 'unknown';
-
-/** `success`, or the KMS error type the answer carried. */
-function outcomeOf(res: Response): string {
-  if (res.statusCode < 400) return 'success';
-  const type = res.getHeader('X-Amzn-ErrorType');
-  return typeof type === 'string' && type !== '' ? type : UNKNOWN;
-}
 
 /** The key id of a key ARN the framing recorded (`arn:...:key/<id>`). */
 function keyIdOf(keyArn: string | undefined): string {
@@ -39,24 +31,26 @@ function keyIdOf(keyArn: string | undefined): string {
 }
 
 /**
- * Mount on `POST /` before the KMS framing. The timeout counter of every
- * operation in `operations` starts at 0, so the very first timeouts already
- * show as an increase to rate() (a labelled series otherwise appears only at
- * its first increment).
+ * The timeout counter of every operation in `operations` starts at 0, so the
+ * very first timeouts already show as an increase to rate() (a labelled
+ * series otherwise appears only at its first increment).
  */
-export function requestMetrics(metrics: Metrics, operations: Iterable<string> = []): RequestHandler {
+export function initRequestMetrics(metrics: Metrics, operations: Iterable<string>): void {
   for (const operation of operations) metrics.hsmTimeouts.inc({ operation }, 0);
-  return (_req, res, next) => {
-    const started = process.hrtime.bigint();
-    res.once('finish', () => {
-      const audit = auditOf(res);
-      const operation = audit.operation ?? UNKNOWN;
-      const outcome = outcomeOf(res);
-      metrics.requests.inc({ operation, outcome });
-      metrics.requestDuration.observe({ operation }, Number(process.hrtime.bigint() - started) / 1e9);
-      if (outcome === 'KeyUnavailableException') metrics.keyUnavailable.inc({ key_id: keyIdOf(audit.keyArn), operation });
-      else if (outcome === 'DependencyTimeoutException') metrics.hsmTimeouts.inc({ operation });
-    });
-    next();
-  };
+}
+
+/**
+ * One answered KMS request: `operation` and `keyArn` as the framing recorded
+ * them, `errorType` the answer's X-Amzn-ErrorType (undefined on success).
+ */
+export function observeKmsAnswer(
+  metrics: Metrics,
+  facts: { operation: string | undefined; keyArn: string | undefined; errorType: string | undefined; seconds: number },
+): void {
+  const operation = facts.operation ?? UNKNOWN;
+  const outcome = facts.errorType ?? 'success';
+  metrics.requests.inc({ operation, outcome });
+  metrics.requestDuration.observe({ operation }, facts.seconds);
+  if (outcome === 'KeyUnavailableException') metrics.keyUnavailable.inc({ key_id: keyIdOf(facts.keyArn), operation });
+  else if (outcome === 'DependencyTimeoutException') metrics.hsmTimeouts.inc({ operation });
 }

@@ -27,12 +27,35 @@ export function awsString(min: number, max: number) {
   return z.string({ error: typeError }).min(min, { error: minLen(min) }).max(max, { error: maxLen(max) });
 }
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/** The base64 alphabet (RFC 4648, not URL-safe), by character code. */
+const BASE64_ALPHABET = new Uint8Array(128);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') BASE64_ALPHABET[c.charCodeAt(0)] = 1;
+
+/**
+ * Padded base64, exactly the language of
+ * /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+ * (a test holds the two equal), in one pass: that regex took ~20 us for a
+ * 4 KB Plaintext on the bench machine, a large share of an Encrypt.
+ */
+export function isPaddedBase64(s: string): boolean {
+  const n = s.length;
+  if (n % 4 !== 0) return false;
+  let end = n;
+  if (n > 0 && s.charCodeAt(n - 1) === 61) {
+    end--;
+    if (s.charCodeAt(n - 2) === 61) end--;
+  }
+  for (let i = 0; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128 || BASE64_ALPHABET[c] !== 1) return false;
+  }
+  return true;
+}
 
 /** A base64 blob member, decoded, with its length limits in bytes. */
 export function awsBlob(min: number, max: number) {
   return z.string({ error: typeError }).transform((s, ctx): Buffer => {
-    if (!BASE64.test(s)) {
+    if (!isPaddedBase64(s)) {
       ctx.addIssue({ code: 'custom', message: SERIALIZATION });
       return z.NEVER;
     }
