@@ -21,6 +21,8 @@ import { KeyStore, type Clock } from './keys/key-store.js';
 import { startKeyLoader, type KeyLoader } from './keys/key-loader.js';
 import { readinessCheck } from './api/health.js';
 import type { Logger } from './log.js';
+import type { ClusterChannel } from './cluster/worker-channel.js';
+import { AggregatorRegistry } from 'prom-client';
 
 export interface RunningGateway {
   server: Server;
@@ -36,6 +38,8 @@ export interface GatewayOptions {
   env?: NodeJS.ProcessEnv;
   /** Only tests shorten days (see main.ts). */
   clock?: Clock;
+  /** Set in a cluster worker (src/cluster/): audit, metrics and key state changes go through the primary. */
+  cluster?: ClusterChannel;
 }
 
 type TlsConfig = NonNullable<Config['listen']['tls']>;
@@ -73,8 +77,16 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
   const tls = config.listen.tls === undefined ? undefined : readTls(config.listen.tls);
   // The credentials file too (refused when group or others may read it); followed once listening.
   const credentials = CredentialStore.load(config.auth.credentialsFile, log);
-  const audit = openAuditSink(config.audit.file, log);
+  const channel = opts.cluster;
+  // An audit file is appended to by each worker (O_APPEND writes of whole lines); stdout goes through the primary.
+  const audit = openAuditSink(config.audit.file, log, channel?.audit);
   const metrics = createMetrics();
+  // The primary aggregates this worker's registry for /metrics: constructing
+  // an AggregatorRegistry is what makes prom-client answer the primary's requests.
+  if (channel !== undefined) {
+    new AggregatorRegistry();
+    AggregatorRegistry.setRegistries([metrics.registry]);
+  }
   let hsm: GuardedHsm;
   try {
     // Never fails for an unreachable token: the gateway starts and becomes ready when the token appears.
@@ -85,7 +97,16 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
   }
   let loader: KeyLoader | undefined;
   try {
-    const keys = new KeyStore(config, hsm, { clock: opts.clock, refreshMs: config.state.refreshMs, log });
+    const keys = new KeyStore(config, hsm, {
+      clock: opts.clock,
+      refreshMs: config.state.refreshMs,
+      log,
+      onCommitted: channel === undefined ? undefined : () => channel.publishStateChange(),
+      // In a cluster only the worker the primary picks runs deletions and automatic rotations.
+      backgroundWork: channel === undefined,
+    });
+    channel?.onRefresh(() => keys.refreshNow());
+    channel?.onLeader(() => keys.setBackgroundWork(true));
     // One attempt now (a healthy token serves from the first request on); when
     // the token is unreachable the gateway listens anyway, every KMS request
     // answers KeyUnavailableException and the load (with the seeding of the
@@ -96,7 +117,16 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
     const authenticator = new SigV4Authenticator({ region: config.region, credentials });
     const authorizer = new PolicyAuthorizer(config.policies, config.accountId);
     const ready = readinessCheck(keys, hsm);
-    const app = createApp({ keys, hsm, log, auth: { authenticator, authorizer }, audit, metrics, ready });
+    const app = createApp({
+      keys,
+      hsm,
+      log,
+      auth: { authenticator, authorizer },
+      audit,
+      metrics,
+      ready,
+      ...(channel === undefined ? {} : { metricsText: () => channel.metrics() }),
+    });
     // Slow clients do not hold sockets forever: a request (headers and body)
     // must arrive within requestTimeoutMs, its headers within 10 s of it, a
     // TLS handshake too; the deadlines are checked every second (Node's

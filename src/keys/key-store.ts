@@ -75,6 +75,14 @@ export interface KeyStoreOptions {
   /** How often to re-read the token's records (ms); other instances' changes are seen within this. */
   refreshMs?: number;
   log?: KeyStoreLogger;
+  /**
+   * Called after every committed state change, before the change's caller
+   * gets its answer; a cluster worker uses it to have every other worker
+   * re-read the state (read-your-writes across the workers).
+   */
+  onCommitted?: () => Promise<void>;
+  /** Whether this store runs scheduled deletions and automatic rotations (default true; in a cluster only one worker does). */
+  backgroundWork?: boolean;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -105,6 +113,10 @@ export class KeyStore {
   readonly clock: Clock;
   readonly refreshMs: number;
   private log: KeyStoreLogger;
+  private readonly onCommitted: () => Promise<void>;
+  private backgroundWork: boolean;
+  /** A refresh asked for by another worker that has not started yet: later asks join it. */
+  private queuedRefresh: Promise<void> | undefined;
 
   constructor(
     config: Pick<Config, 'region' | 'accountId'>,
@@ -116,6 +128,8 @@ export class KeyStore {
     this.clock = opts.clock ?? realClock;
     this.refreshMs = opts.refreshMs ?? 2000;
     this.log = opts.log ?? quiet;
+    this.onCommitted = opts.onCommitted ?? (async () => undefined);
+    this.backgroundWork = opts.backgroundWork ?? true;
     this.state = new StateStore(hsm, { warn: (o, m) => this.log.warn(o, m) });
   }
 
@@ -200,8 +214,10 @@ export class KeyStore {
     this.refreshing = (async () => {
       try {
         await this.refresh();
-        await this.destroyDueKeys();
-        await this.rotateDueKeys();
+        if (this.backgroundWork) {
+          await this.destroyDueKeys();
+          await this.rotateDueKeys();
+        }
       } catch (e) {
         this.log.warn({ err: (e as Error).name, message: (e as Error).message }, 'background state refresh failed');
       } finally {
@@ -211,11 +227,34 @@ export class KeyStore {
     return this.refreshing;
   }
 
+  /** Makes this store the one that runs scheduled deletions and automatic rotations. */
+  setBackgroundWork(on: boolean): void {
+    this.backgroundWork = on;
+  }
+
+  /**
+   * Re-reads the state because another worker changed it; asks that arrive
+   * while one re-read is still waiting to start share it. Nothing to do
+   * before the first load (the loader reads everything then).
+   */
+  refreshNow(): Promise<void> {
+    if (!this.isLoaded) return Promise.resolve();
+    if (this.queuedRefresh !== undefined) return this.queuedRefresh;
+    const queued = Promise.resolve().then(() => {
+      if (this.queuedRefresh === queued) this.queuedRefresh = undefined;
+      return this.refresh();
+    });
+    this.queuedRefresh = queued;
+    return queued;
+  }
+
   /** Re-reads the token's records (other instances' changes) and rebuilds the index. */
   async refresh(): Promise<void> {
     await this.exclusive('*', async () => {
+      const before = this.materialNames();
       this.snapshot = await this.state.load();
       await this.rebuild();
+      await this.forgetGone(before);
     });
   }
 
@@ -239,6 +278,28 @@ export class KeyStore {
     for (const k of byId.values()) k.aliases.sort();
     this.byId = byId;
     this.aliasIndex = aliases;
+  }
+
+  /** The material names of every key in the snapshot. */
+  private materialNames(): Set<string> {
+    const names = new Set<string>();
+    for (const s of this.snapshot.keys.values()) for (const m of s.value.materials) names.add(materialName(s.value.keyId, m.version));
+    return names;
+  }
+
+  /**
+   * Material of keys that were in the previous snapshot and are gone from
+   * the token's records now (another worker or gateway destroyed the key):
+   * the HSM drops its cached handles and session copies of it, so nothing
+   * in this process uses it any more.
+   */
+  private async forgetGone(before: Set<string>): Promise<void> {
+    const now = this.materialNames();
+    for (const name of before) {
+      if (now.has(name)) continue;
+      this.prepared.delete(name);
+      await this.hsm.forgetKey(name);
+    }
   }
 
   private materialRequest(r: KeyRecord, m: MaterialRecord): PrepareKeyRequest {
@@ -435,7 +496,14 @@ export class KeyStore {
       currentVersion: 0,
       source: 'api',
     };
-    return this.exclusive(keyId, () => this.commitKey(record));
+    return this.published(this.exclusive(keyId, () => this.commitKey(record)));
+  }
+
+  /** `change` committed: other workers see it before its caller gets the result (outside every lock, so two workers publishing at once cannot wait on each other). */
+  private async published<T>(change: Promise<T>): Promise<T> {
+    const result = await change;
+    await this.onCommitted();
+    return result;
   }
 
   /**
@@ -443,12 +511,12 @@ export class KeyStore {
    * inside the per-key lock) and returns the new one.
    */
   updateKey(keyId: string, change: (r: KeyRecord) => KeyRecord | Promise<KeyRecord>): Promise<KmsKey> {
-    return this.exclusive(keyId, async () => {
+    return this.published(this.exclusive(keyId, async () => {
       const current = this.snapshot.keys.get(keyId);
       if (current === undefined) throw new NotFoundException(`Key '${this.keyArn(keyId)}' does not exist`);
       const next = await change(structuredClone(current.value));
       return this.commitKey(next);
-    });
+    }));
   }
 
   private async commitKey(record: KeyRecord): Promise<KmsKey> {
@@ -484,30 +552,30 @@ export class KeyStore {
   }
 
   createAlias(aliasName: string, targetKeyId: string, exists: () => Error): Promise<AliasEntry> {
-    return this.exclusive(`alias:${aliasName}`, async () => {
+    return this.published(this.exclusive(`alias:${aliasName}`, async () => {
       if (this.aliasIndex.has(aliasName)) throw exists();
       const now = new Date(this.clock.now()).toISOString();
       return this.commitAlias({ aliasName, targetKeyId, creationDate: now, lastUpdatedDate: now });
-    });
+    }));
   }
 
   updateAlias(aliasName: string, targetKeyId: string, missing: () => Error): Promise<AliasEntry> {
-    return this.exclusive(`alias:${aliasName}`, async () => {
+    return this.published(this.exclusive(`alias:${aliasName}`, async () => {
       const current = this.snapshot.aliases.get(aliasName);
       if (current === undefined || !this.aliasIndex.has(aliasName)) throw missing();
       return this.commitAlias({ ...current.value, targetKeyId, lastUpdatedDate: new Date(this.clock.now()).toISOString() });
-    });
+    }));
   }
 
   deleteAlias(aliasName: string, missing: () => Error): Promise<void> {
-    return this.exclusive(`alias:${aliasName}`, async () => {
+    return this.published(this.exclusive(`alias:${aliasName}`, async () => {
       const entry = this.aliasIndex.get(aliasName);
       if (entry === undefined) throw missing();
       await this.state.remove('alias', aliasName);
       this.snapshot.aliases.delete(aliasName);
       this.aliasIndex.delete(aliasName);
       this.detachAlias(entry.targetKeyId, aliasName);
-    });
+    }));
   }
 
   private async commitAlias(a: AliasRecord): Promise<AliasEntry> {
@@ -546,7 +614,7 @@ export class KeyStore {
     const due = [...this.snapshot.keys.values()].map((s) => s.value).filter(isDue);
     const destroyed: string[] = [];
     for (const scanned of due) {
-      await this.exclusive(scanned.keyId, async () => {
+      await this.published(this.exclusive(scanned.keyId, async () => {
         // Read again inside the lock: a CancelKeyDeletion that committed after the scan keeps the key.
         const r = this.snapshot.keys.get(scanned.keyId)?.value;
         if (r === undefined || !isDue(r)) return;
@@ -566,7 +634,7 @@ export class KeyStore {
         this.byId.delete(r.keyId);
         this.log.info({ key: this.keyArn(r.keyId) }, 'key deleted: its deletion window has passed');
         destroyed.push(r.keyId);
-      });
+      }));
     }
     return destroyed;
   }

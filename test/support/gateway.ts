@@ -55,6 +55,13 @@ export interface StartOptions {
   config?: unknown;
   token?: TokenDir;
   env?: Record<string, string>;
+  /**
+   * KMSGW_WORKERS: 1 (one process, no cluster primary) unless a test asks
+   * for more. The cluster's own behaviour (state changes seen by every
+   * worker, aggregated metrics, signals) is tested in cluster.test.ts; one
+   * process keeps the other stories' logs, signals and timing simple.
+   */
+  workers?: number;
 }
 
 /** The embedded default's config with the token dir of a test. */
@@ -95,6 +102,7 @@ export async function startGateway(opts: StartOptions = {}): Promise<GatewayProc
       KMSGW_DATA_DIR: token.dir,
       KMSGW_CONFIG: configPath,
       KMSGW_PORT: '0',
+      KMSGW_WORKERS: String(opts.workers ?? 1),
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

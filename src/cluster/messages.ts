@@ -1,0 +1,30 @@
+/**
+ * The messages between the cluster primary and its gateway workers (over
+ * node:cluster's IPC channel). prom-client's own metric requests travel on
+ * the same channel with their own `prom-client:` types.
+ */
+
+/** Worker -> primary. */
+export type WorkerMessage =
+  /** Listening; the primary announces the gateway once every worker is. */
+  | { type: 'kmsgw:listening'; port: number; url: string; keys: number; hsm: unknown; pinRefused: boolean }
+  /** Audit lines (newline-terminated) for the primary's stdout. */
+  | { type: 'kmsgw:audit'; text: string }
+  /** GET /metrics arrived here: the primary answers with every worker's metrics, aggregated. */
+  | { type: 'kmsgw:metrics'; id: number }
+  /** This worker committed a key state change: every other worker must re-read the state before its client is answered. */
+  | { type: 'kmsgw:state-changed'; id: number }
+  /** Answer to a refresh request. */
+  | { type: 'kmsgw:refreshed'; id: number };
+
+/** Primary -> worker. */
+export type PrimaryMessage =
+  | { type: 'kmsgw:metrics'; id: number; text?: string; error?: string }
+  | { type: 'kmsgw:state-synced'; id: number }
+  | { type: 'kmsgw:refresh'; id: number }
+  /** This worker runs the key store's background work (deletions, automatic rotations): exactly one does. */
+  | { type: 'kmsgw:leader' };
+
+export function isKmsgwMessage(m: unknown): m is { type: string } {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string' && (m as { type: string }).type.startsWith('kmsgw:');
+}

@@ -1,0 +1,180 @@
+/**
+ * The cluster primary: forks `workers` gateway processes (node:cluster;
+ * each has its own PKCS#11 instance, lanes, key store and express app, and
+ * they share the listening socket), and is the one place that
+ *
+ * - announces the gateway once every worker listens;
+ * - writes the audit lines of every worker to stdout (stdout's sink);
+ * - answers a worker's GET /metrics with every worker's metrics aggregated
+ *   (prom-client's AggregatorRegistry: counters and histograms summed,
+ *   gauges as each declares in src/metrics/metrics.ts);
+ * - relays key state changes: a worker that committed one waits until every
+ *   other worker has re-read the state before it answers its client;
+ * - picks one worker (the leader) to run the key store's background work
+ *   (scheduled deletions, automatic rotations), so two workers never
+ *   rotate the same key at once;
+ * - restarts a worker that dies, stops them all on SIGTERM/SIGINT and
+ *   passes SIGHUP (re-read the credentials file) on to each.
+ *
+ * The first worker starts alone and the others once it listens: on a new
+ * token it seeds the config's keys (two workers seeding at once would both
+ * create them), and if the token refused its PIN no other worker tries the
+ * PIN again (each refused login counts toward locking the HSM user): the
+ * gateway then stays at one worker, answering KeyUnavailableException, until
+ * it is restarted with the right PIN.
+ *
+ * The primary never opens the token and serves no request itself.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
+import type { Logger } from '../log.js';
+import { isKmsgwMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
+
+/** A worker's key-state re-read that takes longer than this is not waited for (its token may hang). */
+const SYNC_TIMEOUT_MS = 3_000;
+/** A worker that died is replaced after this pause (no tight restart loop against a broken token). */
+const RESTART_DELAY_MS = 1_000;
+
+export interface PrimaryOptions {
+  workers: number;
+  log: Logger;
+}
+
+interface Sync {
+  origin: Worker;
+  originId: number;
+  waiting: Set<number>;
+  timer: NodeJS.Timeout;
+}
+
+export function runPrimary({ workers, log }: PrimaryOptions): void {
+  const aggregator = new AggregatorRegistry();
+  const listening = new Set<number>();
+  let announced = false;
+  /** The other workers have been forked (after the first listened). */
+  let started = false;
+  /** How many workers listen once all have started. */
+  let target = workers;
+  let stopping = false;
+  let leader: number | undefined;
+  let nextSync = 1;
+  const syncs = new Map<number, Sync>();
+
+  const send = (w: Worker, m: PrimaryMessage) => {
+    if (w.isConnected()) w.send(m);
+  };
+  const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+
+  const finishSync = (id: number) => {
+    const s = syncs.get(id);
+    if (s === undefined) return;
+    syncs.delete(id);
+    clearTimeout(s.timer);
+    send(s.origin, { type: 'kmsgw:state-synced', id: s.originId });
+  };
+
+  const chooseLeader = () => {
+    if (leader !== undefined && cluster.workers?.[leader] !== undefined) return;
+    const next = live().find((w) => listening.has(w.id));
+    leader = next?.id;
+    if (next !== undefined) send(next, { type: 'kmsgw:leader' });
+  };
+
+  const onMessage = (w: Worker, raw: unknown) => {
+    if (!isKmsgwMessage(raw)) return;
+    const m = raw as WorkerMessage;
+    switch (m.type) {
+      case 'kmsgw:audit':
+        process.stdout.write(m.text);
+        return;
+      case 'kmsgw:metrics':
+        aggregator.clusterMetrics().then(
+          (text) => send(w, { type: 'kmsgw:metrics', id: m.id, text }),
+          (e: unknown) => send(w, { type: 'kmsgw:metrics', id: m.id, error: (e as Error).message }),
+        );
+        return;
+      case 'kmsgw:state-changed': {
+        const id = nextSync++;
+        const others = live().filter((o) => o !== w && listening.has(o.id));
+        const sync: Sync = { origin: w, originId: m.id, waiting: new Set(others.map((o) => o.id)), timer: setTimeout(() => finishSync(id), SYNC_TIMEOUT_MS) };
+        syncs.set(id, sync);
+        for (const o of others) send(o, { type: 'kmsgw:refresh', id });
+        if (sync.waiting.size === 0) finishSync(id);
+        return;
+      }
+      case 'kmsgw:refreshed': {
+        const s = syncs.get(m.id);
+        if (s === undefined) return;
+        s.waiting.delete(w.id);
+        if (s.waiting.size === 0) finishSync(m.id);
+        return;
+      }
+      case 'kmsgw:listening':
+        listening.add(w.id);
+        chooseLeader();
+        if (listening.size === 1 && !started) {
+          started = true;
+          if (m.pinRefused) log.error({ workers: 1 }, 'the HSM refused the PIN: no other worker starts (no more login attempts); fix hsm.pin and restart');
+          else for (let i = 1; i < workers; i++) fork();
+          target = m.pinRefused ? 1 : workers;
+        }
+        if (!announced && listening.size === target) {
+          announced = true;
+          log.info({ url: m.url, port: m.port, keys: m.keys, hsm: m.hsm, workers: target }, 'kms-hsm-gateway listening');
+        }
+        return;
+    }
+  };
+
+  const fork = () => {
+    const w = cluster.fork();
+    w.on('message', (m: unknown) => onMessage(w, m));
+    w.on('exit', (code, signal) => {
+      listening.delete(w.id);
+      // Syncs waiting for this worker need not wait for it any more.
+      for (const [id, s] of syncs) {
+        s.waiting.delete(w.id);
+        if (s.waiting.size === 0) finishSync(id);
+      }
+      if (leader === w.id) leader = undefined;
+      if (stopping) {
+        if (live().length === 0) process.exit();
+        return;
+      }
+      if (!announced) {
+        // A worker that cannot start (bad TLS file, credentials ...) stops the gateway with its exit code.
+        log.error({ worker: w.id, code, signal }, 'a gateway worker failed to start; stopping');
+        process.exitCode = code ?? 1;
+        stop();
+        return;
+      }
+      log.error({ worker: w.id, code, signal }, 'a gateway worker died; starting a new one');
+      setTimeout(() => {
+        if (!stopping) fork();
+      }, RESTART_DELAY_MS).unref();
+      chooseLeader();
+    });
+  };
+
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    // Each worker lets its requests in flight finish and closes its token sessions (main.ts).
+    for (const w of live()) w.process.kill('SIGTERM');
+    if (live().length === 0) process.exit();
+  };
+  process.on('SIGTERM', () => {
+    log.info({ signal: 'SIGTERM' }, 'stopping');
+    stop();
+  });
+  // SIGHUP re-reads the credentials file (auth/credentials.ts): in every worker.
+  process.on('SIGHUP', () => {
+    for (const w of live()) w.process.kill('SIGHUP');
+  });
+  process.on('SIGINT', () => {
+    log.info({ signal: 'SIGINT' }, 'stopping');
+    stop();
+  });
+
+  fork();
+}

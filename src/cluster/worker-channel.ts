@@ -1,0 +1,92 @@
+/**
+ * A gateway worker's side of the cluster channel (see primary.ts): audit
+ * lines and metric scrapes go to the primary, and key state changes are
+ * published so that every worker sees them before the client that made
+ * them gets its answer (read-your-writes across the workers: a client's
+ * next request may land on any worker).
+ */
+import process from 'node:process';
+import { isKmsgwMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
+
+/** How long a worker waits for the primary (state sync, metrics). */
+const REPLY_TIMEOUT_MS = 5_000;
+
+export interface ClusterChannel {
+  /** Writes audit text (whole lines) through the primary's stdout. */
+  audit(text: string): void;
+  /** Every worker's metrics, aggregated by the primary (Prometheus text format). */
+  metrics(): Promise<string>;
+  /** Resolves when every other worker has re-read the key state (or could not within the timeout). */
+  publishStateChange(): Promise<void>;
+  /** Called when another worker changed the key state; resolves when re-read. */
+  onRefresh(fn: () => Promise<void>): void;
+  /** Called once if the primary makes this worker the one that runs background key work. */
+  onLeader(fn: () => void): void;
+  listening(info: { port: number; url: string; keys: number; hsm: unknown; pinRefused: boolean }): void;
+}
+
+export function workerChannel(): ClusterChannel {
+  const send = process.send?.bind(process);
+  if (send === undefined) throw new Error('workerChannel() runs only in a cluster worker');
+  let nextId = 1;
+  const pending = new Map<number, (m: PrimaryMessage) => void>();
+  let refresh: () => Promise<void> = async () => undefined;
+  let leader: (() => void) | undefined;
+  let isLeader = false;
+  const post = (m: WorkerMessage) => {
+    send(m);
+  };
+  const ask = (make: (id: number) => WorkerMessage): Promise<PrimaryMessage> => {
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        reject(new Error('the cluster primary did not answer'));
+      }, REPLY_TIMEOUT_MS);
+      timer.unref();
+      pending.set(id, (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      post(make(id));
+    });
+  };
+  process.on('message', (m: unknown) => {
+    if (!isKmsgwMessage(m)) return;
+    const msg = m as PrimaryMessage;
+    if (msg.type === 'kmsgw:refresh') {
+      const id = msg.id;
+      refresh().then(
+        () => post({ type: 'kmsgw:refreshed', id }),
+        () => post({ type: 'kmsgw:refreshed', id }),
+      );
+    } else if (msg.type === 'kmsgw:leader') {
+      isLeader = true;
+      leader?.();
+    } else {
+      const p = pending.get(msg.id);
+      pending.delete(msg.id);
+      p?.(msg);
+    }
+  });
+  return {
+    audit: (text) => post({ type: 'kmsgw:audit', text }),
+    async metrics() {
+      const m = await ask((id) => ({ type: 'kmsgw:metrics', id }));
+      if (m.type !== 'kmsgw:metrics' || m.text === undefined) throw new Error(`cluster metrics failed: ${m.type === 'kmsgw:metrics' ? m.error : m.type}`);
+      return m.text;
+    },
+    async publishStateChange() {
+      // A primary that does not answer (stopping) must not fail the change, which is committed on the token already.
+      await ask((id) => ({ type: 'kmsgw:state-changed', id })).catch(() => undefined);
+    },
+    onRefresh(fn) {
+      refresh = fn;
+    },
+    onLeader(fn) {
+      leader = fn;
+      if (isLeader) fn();
+    },
+    listening: (info) => post({ type: 'kmsgw:listening', ...info }),
+  };
+}

@@ -1,0 +1,189 @@
+/**
+ * The gateway as `make run` starts it on a multi-core machine: a cluster
+ * primary and KMSGW_WORKERS worker processes sharing the port, each with its
+ * own PKCS#11 instance. A client's connections land on any worker, so what
+ * one worker changes must be in force on every worker by the time its
+ * client has the answer, /metrics must count every worker's requests, and
+ * signals must reach every worker.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  CreateAliasCommand,
+  CreateKeyCommand,
+  DescribeKeyCommand,
+  DisableKeyCommand,
+  EncryptCommand,
+  GenerateRandomCommand,
+  KMSClient,
+} from '@aws-sdk/client-kms';
+import { expect } from 'chai';
+import { DEMO_ACCESS_KEY_ID, DEMO_SECRET, REGION, kmsClient, makeToken, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { metricSum, waitFor } from '../support/ops.js';
+import { failure } from '../support/sdk-errors.js';
+
+const WORKERS = 2;
+/** Enough fresh connections that both workers serve some of them (the primary hands connections out round-robin). */
+const FRESH = 8;
+
+/** The worker processes under the primary. */
+function workerPids(gw: GatewayProcess): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(gw.child.pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Runs `call` once on each of FRESH new clients, so each goes over a new connection. */
+async function onFreshConnections<T>(gw: GatewayProcess, call: (kms: KMSClient) => Promise<T>): Promise<T[]> {
+  const out: T[] = [];
+  for (let i = 0; i < FRESH; i++) {
+    const kms = kmsClient(gw.url);
+    try {
+      out.push(await call(kms));
+    } finally {
+      kms.destroy();
+    }
+  }
+  return out;
+}
+
+describe('a gateway of two worker processes (node:cluster)', function () {
+  this.timeout(90_000);
+  let gw: GatewayProcess;
+
+  before(async function () {
+    gw = await startGateway({ workers: WORKERS });
+  });
+
+  after(async function () {
+    await gw?.stop();
+  });
+
+  it('runs one primary and KMSGW_WORKERS workers, and announces itself once, when every worker listens', function () {
+    expect(workerPids(gw)).to.have.length(WORKERS);
+    const announced = gw.logs().split('\n').filter((l) => l.includes('kms-hsm-gateway listening'));
+    expect(announced).to.have.length(1);
+    expect(JSON.parse(announced[0] as string)).to.include({ workers: WORKERS });
+  });
+
+  it('created the configured keys once on a new token, though two workers opened it: each works from every worker', async function () {
+    const answers = await onFreshConnections(gw, (kms) => kms.send(new EncryptCommand({ KeyId: 'alias/demo-aes', Plaintext: Buffer.from('seeded once') })));
+    expect(answers.every((a) => a.CiphertextBlob !== undefined)).to.equal(true);
+    const rsa = await onFreshConnections(gw, (kms) => kms.send(new DescribeKeyCommand({ KeyId: 'alias/demo-rsa-2048' })));
+    expect(rsa.every((a) => a.KeyMetadata?.Enabled === true)).to.equal(true);
+  });
+
+  it('a key and an alias created through one connection are usable at once on every other connection', async function () {
+    const kms = kmsClient(gw.url);
+    const created = await kms.send(new CreateKeyCommand({ Description: 'cluster read-your-writes' }));
+    const keyId = created.KeyMetadata?.KeyId as string;
+    await kms.send(new CreateAliasCommand({ AliasName: 'alias/cluster-fresh', TargetKeyId: keyId }));
+    kms.destroy();
+    const described = await onFreshConnections(gw, (c) => c.send(new DescribeKeyCommand({ KeyId: keyId })));
+    expect(described.map((d) => d.KeyMetadata?.KeyId)).to.deep.equal(Array(FRESH).fill(keyId));
+    const sealed = await onFreshConnections(gw, (c) => c.send(new EncryptCommand({ KeyId: 'alias/cluster-fresh', Plaintext: Buffer.from('x') })));
+    expect(sealed.every((s) => s.KeyId?.endsWith(keyId))).to.equal(true);
+  });
+
+  it('a key disabled through one connection is refused at once on every other connection', async function () {
+    const kms = kmsClient(gw.url);
+    const keyId = (await kms.send(new CreateKeyCommand({}))).KeyMetadata?.KeyId as string;
+    await kms.send(new DisableKeyCommand({ KeyId: keyId }));
+    kms.destroy();
+    const errors = await onFreshConnections(gw, async (c) => (await failure(c.send(new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from('x') })))).name);
+    expect(errors).to.deep.equal(Array(FRESH).fill('DisabledException'));
+  });
+
+  it('GET /metrics counts the requests of every worker, exactly as clients saw them', async function () {
+    const count = async () => metricSum(await (await fetch(`${gw.url}/metrics`)).text(), 'kmsgw_requests_total', { operation: 'GenerateRandom', outcome: 'success' });
+    const before = await count();
+    await onFreshConnections(gw, (c) => c.send(new GenerateRandomCommand({ NumberOfBytes: 8 })));
+    await onFreshConnections(gw, (c) => c.send(new GenerateRandomCommand({ NumberOfBytes: 8 })));
+    expect(await count()).to.equal(before + 2 * FRESH);
+  });
+
+  it('SIGHUP re-reads the credentials file in every worker: a removed access key is refused on every connection', async function () {
+    const file = join(gw.token.dir, 'credentials.json');
+    const original = readFileSync(file, 'utf8');
+    const extra = { accessKeyId: 'AKIACLUSTERHUP000001', secretAccessKey: 'cluster-hup-secret-0123456789abcdefghij' };
+    const withExtra = (keys: object[]) => JSON.stringify({ principals: [{ name: 'demo', admin: true, accessKeys: keys }] });
+    const demo = { accessKeyId: DEMO_ACCESS_KEY_ID, secretAccessKey: DEMO_SECRET };
+    const replace = (text: string) => {
+      writeFileSync(`${file}.new`, text, { mode: 0o600 });
+      chmodSync(`${file}.new`, 0o600);
+      renameSync(`${file}.new`, file);
+    };
+    const reloads = () => gw.logs().split('\n').filter((l) => l.includes('credentials reloaded') && l.includes('"reason":"SIGHUP"')).length;
+    replace(withExtra([demo, extra]));
+    let seen = reloads();
+    gw.child.kill('SIGHUP');
+    await waitFor('every worker reloads', async () => (reloads() >= seen + WORKERS ? true : undefined), 10_000);
+    const asExtra = () => new KMSClient({ endpoint: gw.url, region: REGION, credentials: extra, maxAttempts: 1 });
+    const ok = await onFreshConnections(gw, async () => {
+      const c = asExtra();
+      try {
+        return (await c.send(new GenerateRandomCommand({ NumberOfBytes: 4 }))).Plaintext?.length;
+      } finally {
+        c.destroy();
+      }
+    });
+    expect(ok).to.deep.equal(Array(FRESH).fill(4));
+    replace(original);
+    seen = reloads();
+    gw.child.kill('SIGHUP');
+    await waitFor('every worker reloads again', async () => (reloads() >= seen + WORKERS ? true : undefined), 10_000);
+    const refused = await onFreshConnections(gw, async () => {
+      const c = asExtra();
+      try {
+        return (await failure(c.send(new GenerateRandomCommand({ NumberOfBytes: 4 })))).name;
+      } finally {
+        c.destroy();
+      }
+    });
+    expect(refused).to.deep.equal(Array(FRESH).fill('UnrecognizedClientException'));
+  });
+
+  it('a worker that dies is replaced, and the gateway keeps answering meanwhile', async function () {
+    const [victim] = workerPids(gw);
+    process.kill(victim as number, 'SIGKILL');
+    const kms = kmsClient(gw.url);
+    // The survivor answers at once (the primary hands new connections to live workers only).
+    expect((await kms.send(new GenerateRandomCommand({ NumberOfBytes: 4 }))).Plaintext).to.have.length(4);
+    kms.destroy();
+    await waitFor('a replacement worker', async () => {
+      const pids = workerPids(gw);
+      return pids.length === WORKERS && !pids.includes(victim as number) ? true : undefined;
+    }, 30_000);
+    const answers = await onFreshConnections(gw, (c) => c.send(new EncryptCommand({ KeyId: 'alias/demo-aes', Plaintext: Buffer.from('after') })));
+    expect(answers).to.have.length(FRESH);
+  });
+
+  it('SIGTERM stops the primary and every worker, with exit code 0', async function () {
+    const workers = workerPids(gw);
+    const exited = new Promise<number | null>((done) => gw.child.once('exit', (code) => done(code)));
+    gw.child.kill('SIGTERM');
+    expect(await exited).to.equal(0);
+    for (const pid of workers) expect(() => process.kill(pid, 0), `worker ${pid} is gone`).to.throw();
+  });
+});
+
+describe('a two-worker gateway on a token that refuses its PIN', function () {
+  this.timeout(60_000);
+
+  it('starts only its first worker, so the PIN is tried once, and answers KeyUnavailableException', async function () {
+    const token = makeToken('kmsgw-dev');
+    writeFileSync(token.pinFile, 'wrong-pin-0000\n', { mode: 0o600 });
+    const gw = await startGateway({ token, workers: WORKERS });
+    try {
+      expect(workerPids(gw)).to.have.length(1);
+      expect(gw.logs()).to.include('no other worker starts');
+      const err = await failure(kmsClient(gw.url).send(new GenerateRandomCommand({ NumberOfBytes: 4 })));
+      expect(err.name).to.equal('KeyUnavailableException');
+    } finally {
+      await gw.stop();
+    }
+  });
+});
