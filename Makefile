@@ -5,11 +5,14 @@
 #   make build      compile src/ and test/ to dist/ (tsc)
 #   make run        build, then scripts/run.sh (gateway on 127.0.0.1:8080)
 #   make test       build, then scripts/test.sh (mocha over dist/test)
+#   make bench      build, then scripts/bench.sh (issue 5 benchmark; results/)
+#   make bench-deps deps + wrk (Debian package), when missing
 #   make clean      remove dist/ (keeps .data/)
 #
 # Environment/command-line overrides passed through to the scripts:
 #   KMSGW_PORT, KMSGW_DATA_DIR, KMSGW_CONFIG    e.g. make run KMSGW_PORT=9090
 #   MOCHA_ARGS                                  e.g. make test MOCHA_ARGS='--grep oaep'
+#   BENCH_SECONDS, BENCH_QUICK, KMSGW_WORKERS   e.g. make bench BENCH_QUICK=1
 # (make passes variables from the environment and the command line on to
 # recipes by itself; they are deliberately not `export`ed here, because
 # exporting an undefined variable would hand the scripts an empty one.)
@@ -35,7 +38,7 @@ endif
 # softhsm2 (one `apt-get update` on a fresh machine instead of two).
 WANT_AWSCLI := $(if $(filter test test-deps,$(MAKECMDGOALS)),yes)
 
-.PHONY: deps test-deps system-deps npm-deps build run test clean
+.PHONY: deps test-deps bench-deps system-deps npm-deps build run test bench clean
 
 deps: system-deps npm-deps
 	@:
@@ -60,6 +63,12 @@ test-deps: deps
 	command -v pkcs11-tool >/dev/null 2>&1 || missing="$$missing opensc"; \
 	if [ -n "$$missing" ]; then \
 	  $(call apt_install,$${missing# }); \
+	fi
+
+# The load generator of `make bench`, when missing.
+bench-deps: deps
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  $(call apt_install,wrk); \
 	fi
 
 # $(call apt_install,PACKAGES...)
@@ -123,6 +132,9 @@ run: deps build
 
 test: test-deps build
 	scripts/test.sh $(MOCHA_ARGS)
+
+bench: bench-deps build
+	scripts/bench.sh
 
 clean:
 	rm -rf dist

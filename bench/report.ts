@@ -1,0 +1,243 @@
+/**
+ * The benchmark's result document and what is rendered from it: the issue's
+ * target verdicts, the Markdown report and a small SVG bar chart. Pure.
+ */
+import type { RssSummary, WrkResult } from './stats.js';
+import { errorCount } from './stats.js';
+
+export interface TokenRate {
+  ops: number;
+  seconds: number;
+  rate: number;
+}
+
+export interface TokenLimits {
+  aesOneProcess: TokenRate;
+  aesProcesses: { processes: number; rate: number; perProcess: TokenRate[] };
+  aesGuarded: TokenRate & { inFlight: number };
+  rsaDecryptOneProcess: TokenRate;
+}
+
+export interface ProcessPeak {
+  pid: number;
+  role: 'primary' | 'worker';
+  peakMb: number;
+}
+
+export interface LoadRun extends WrkResult {
+  workload: string;
+  connections: number;
+  /** KMS keys on the token during the run. */
+  keys: number;
+  gatewayCpuPercent: number;
+  wrkCpuPercent: number;
+  processes: ProcessPeak[];
+  /** req/s over the token's one-process and P-process limit of the workload's kind; absent where no token limit is comparable. */
+  ratioOneProcess?: number;
+  ratioProcesses?: number;
+}
+
+export interface SoakProcess extends RssSummary {
+  pid: number;
+  role: 'primary' | 'worker';
+  samples: { t: number; mb: number }[];
+}
+
+export interface Verdict {
+  target: string;
+  measured: string;
+  wanted: string;
+  pass: boolean;
+}
+
+export interface BenchResult {
+  startedAt: string;
+  finishedAt: string;
+  settings: { seconds: number; warmUpSeconds: number; soakSeconds: number; keys: number; connections: number[]; quick: boolean; mix: string };
+  machine: Record<string, string | number>;
+  token: TokenLimits;
+  runs: LoadRun[];
+  keyScaling: { keysBefore: number; keysAfter: number; createSeconds: number; createFailures: number; before: LoadRun; after: LoadRun; ratio: number };
+  memory: { underLoad: ProcessPeak[]; soak: { run: LoadRun; processes: SoakProcess[] } };
+  targets: Verdict[];
+  files: { json: string; markdown: string; svg?: string };
+}
+
+/** Issue 5's thresholds. */
+export const TARGETS = {
+  encryptVsOneProcess: 0.6,
+  encryptP99Ms: 10,
+  rsaDecryptVsOneProcess: 1.6,
+  keyScaling: 0.9,
+  rssMb: 200,
+  /** "Flat over the soak": least-squares RSS slope of every process at most this. */
+  soakSlopeMbPerMin: 2,
+} as const;
+
+export function findRun(runs: LoadRun[], workload: string, connections: number): LoadRun | undefined {
+  return runs.find((r) => r.workload === workload && r.connections === connections);
+}
+
+const f0 = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
+const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
+const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : 'n/a');
+
+type Inputs = Pick<BenchResult, 'token' | 'runs' | 'keyScaling' | 'memory'>;
+
+export function verdicts({ token, runs, keyScaling, memory }: Inputs): Verdict[] {
+  const enc = findRun(runs, 'Encrypt 4 KB', 32);
+  const rsa = findRun(runs, 'Decrypt RSA-2048', 32);
+  const encRatio = (enc?.rps ?? NaN) / token.aesOneProcess.rate;
+  const rsaRatio = (rsa?.rps ?? NaN) / token.rsaDecryptOneProcess.rate;
+  const peaks = memory.underLoad.concat(memory.soak.processes.map((p) => ({ pid: p.pid, role: p.role, peakMb: p.peakMb })));
+  const peak = Math.max(...peaks.map((p) => p.peakMb));
+  const slope = Math.max(...memory.soak.processes.map((p) => p.slopeMbPerMin));
+  const p99 = enc?.latencyMs.p99 ?? NaN;
+  return [
+    {
+      target: 'Encrypt 4 KB SYMMETRIC_DEFAULT, 32 connections, SigV4 checked',
+      measured: `${f0(enc?.rps ?? NaN)} req/s = ${f2(encRatio)} x token one-process limit (${f0(token.aesOneProcess.rate)}/s); p99 ${f1(p99)} ms`,
+      wanted: `>= ${TARGETS.encryptVsOneProcess} x, p99 < ${TARGETS.encryptP99Ms} ms`,
+      pass: encRatio >= TARGETS.encryptVsOneProcess && p99 < TARGETS.encryptP99Ms,
+    },
+    {
+      target: 'Decrypt RSA-2048 OAEP-SHA-256, 32 connections',
+      measured: `${f0(rsa?.rps ?? NaN)} req/s = ${f2(rsaRatio)} x token one-process rate (${f0(token.rsaDecryptOneProcess.rate)}/s)`,
+      wanted: `>= ${TARGETS.rsaDecryptVsOneProcess} x`,
+      pass: rsaRatio >= TARGETS.rsaDecryptVsOneProcess,
+    },
+    {
+      target: `Encrypt 4 KB at 32 connections, ${keyScaling.keysAfter} keys vs ${keyScaling.keysBefore}`,
+      measured: `${f0(keyScaling.after.rps)} / ${f0(keyScaling.before.rps)} req/s = ${f2(keyScaling.ratio)}`,
+      wanted: `>= ${TARGETS.keyScaling}`,
+      pass: keyScaling.ratio >= TARGETS.keyScaling,
+    },
+    {
+      target: `RSS per process under load, and over a ${memory.soak.run.seconds.toFixed(0)} s soak`,
+      measured: `peak ${f1(peak)} MB; steepest soak slope ${f1(slope)} MB/min`,
+      wanted: `< ${TARGETS.rssMb} MB, slope <= ${TARGETS.soakSlopeMbPerMin} MB/min`,
+      pass: peak < TARGETS.rssMb && slope <= TARGETS.soakSlopeMbPerMin,
+    },
+  ];
+}
+
+function table(head: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+const processName = (p: { pid: number; role: string }) => `${p.role} ${p.pid}`;
+
+export function renderMarkdown(r: BenchResult): string {
+  const { token, machine, settings } = r;
+  const P = token.aesProcesses.processes;
+  const out: string[] = [];
+  out.push(`# kms-hsm-gateway benchmark, ${r.startedAt}`);
+  out.push(
+    `Machine: ${machine['cores']} cores (${machine['cpuModel']}), Node ${machine['node']}, SoftHSM2 ${machine['softhsm']}, ` +
+      `${machine['wrk']}, commit ${machine['commit']}, KMSGW_WORKERS ${machine['kmsgwWorkers']}. ` +
+      `Runs of ${settings.seconds} s${settings.quick ? ' (BENCH_QUICK: a smoke run, not a measurement)' : ''}; ` +
+      `wrk -t2, keep-alive, pre-signed SigV4 requests replayed, after a ${settings.warmUpSeconds} s warm-up with the mix; load generator on the same machine.`,
+  );
+  out.push('## Token limits (gateway stopped, no HTTP)');
+  out.push(
+    table(
+      ['measurement', 'ops/s'],
+      [
+        ['token one-process limit: AES-256-GCM encrypt 4 KB, Pkcs11Hsm, sync, back to back', f0(token.aesOneProcess.rate)],
+        [`token ${P}-process limit: the same in ${P} processes at once (sum)`, f0(token.aesProcesses.rate)],
+        [`GuardedHsm (worker-thread lanes, the gateway's path), ${token.aesGuarded.inFlight} in flight, one process`, f0(token.aesGuarded.rate)],
+        ['token RSA-2048 decrypt one-process rate (OAEP-SHA-256)', f0(token.rsaDecryptOneProcess.rate)],
+      ],
+    ),
+  );
+  out.push(`## Gateway (${r.runs[0]?.keys ?? '?'} KMS keys on the token)`);
+  const ratio = (n: number | undefined) => (n === undefined ? '' : f2(n));
+  const loadRows = (runs: LoadRun[]) =>
+    runs.map((x) => [
+      x.workload,
+      String(x.connections),
+      f0(x.rps),
+      f1(x.latencyMs.p50),
+      f1(x.latencyMs.p90),
+      f1(x.latencyMs.p99),
+      f1(x.latencyMs.max),
+      String(errorCount(x)),
+      f0(x.gatewayCpuPercent),
+      f0(x.wrkCpuPercent),
+      f0(Math.max(...x.processes.map((p) => p.peakMb))),
+      ratio(x.ratioOneProcess),
+      ratio(x.ratioProcesses),
+    ]);
+  const loadHead = ['workload', 'conns', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'gateway CPU %', 'wrk CPU %', 'peak RSS MB (largest process)', 'x 1-proc limit', `x ${P}-proc limit`];
+  out.push(table(loadHead, loadRows(r.runs)));
+  out.push(
+    `Errors: HTTP >= 400 answers plus socket errors. CPU: % of one core, summed over the gateway's processes. ` +
+      `Ratios: symmetric workloads over the AES one-process and ${P}-process limits, RSA-2048 Decrypt over the token's RSA one-process rate. ` +
+      `Mix: ${settings.mix}.`,
+  );
+  const k = r.keyScaling;
+  out.push('## Keys on the token');
+  out.push(
+    `${k.keysAfter - k.keysBefore} keys created with CreateKey in ${f1(k.createSeconds)} s` +
+      `${k.createFailures > 0 ? ` (${k.createFailures} CreateKey calls failed and were tried again)` : ''}; then Encrypt 4 KB at 32 connections again:`,
+  );
+  out.push(table(['keys', ...loadHead], loadRows([k.before, k.after]).map((row, i) => [String([k.keysBefore, k.keysAfter][i]), ...row])));
+  out.push(`Ratio ${k.keysAfter} keys / ${k.keysBefore} keys: ${f2(k.ratio)}.`);
+  out.push(`## Memory (RSS per process)`);
+  const peaks = new Map(r.memory.underLoad.map((p) => [p.pid, p]));
+  out.push(
+    table(
+      ['process', 'peak under load MB', 'soak peak MB', 'soak first 10 s MB', 'soak last 10 s MB', 'slope MB/min'],
+      r.memory.soak.processes.map((p) => [processName(p), f1(peaks.get(p.pid)?.peakMb ?? NaN), f1(p.peakMb), f1(p.first10sMb), f1(p.last10sMb), f2(p.slopeMbPerMin)]),
+    ),
+  );
+  const s = r.memory.soak.run;
+  out.push(
+    `Soak: the mix at ${s.connections} connections for ${s.seconds.toFixed(0)} s with ${s.keys} keys on the token: ` +
+      `${f0(s.rps)} req/s, p99 ${f1(s.latencyMs.p99)} ms, ${errorCount(s)} errors.`,
+  );
+  out.push('## Targets (issue 5)');
+  out.push(r.targets.map((t) => `- **${t.pass ? 'PASS' : 'FAIL'}** ${t.target}: ${t.measured} (target ${t.wanted})`).join('\n'));
+  if (r.files.svg !== undefined) out.push(`![req/s per workload](${r.files.svg.split('/').pop()})`);
+  return out.join('\n\n') + '\n';
+}
+
+/** Bars of req/s per workload at the first connection count, with the token limits as lines. */
+export function renderSvg(r: BenchResult): string {
+  const c = r.settings.connections[0];
+  const runs = r.runs.filter((x) => x.connections === c);
+  const lines = [
+    { label: 'token 1-process AES limit', v: r.token.aesOneProcess.rate },
+    { label: `token ${r.token.aesProcesses.processes}-process AES limit`, v: r.token.aesProcesses.rate },
+  ];
+  const max = Math.max(...runs.map((x) => x.rps), ...lines.map((l) => l.v)) * 1.1;
+  const W = 720;
+  const left = 170;
+  const barH = 22;
+  const top = 40;
+  const H = top + runs.length * (barH + 8) + 40;
+  const x = (v: number) => left + (v / max) * (W - left - 20);
+  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<text x="10" y="20" font-size="14">req/s at ${c} connections, ${esc(r.startedAt)}</text>`,
+    ...runs.map((run, i) => {
+      const y = top + i * (barH + 8);
+      return (
+        `<text x="${left - 6}" y="${y + 15}" text-anchor="end">${esc(run.workload)}</text>` +
+        `<rect x="${left}" y="${y}" width="${(x(run.rps) - left).toFixed(1)}" height="${barH}" fill="#4a7bb7"/>` +
+        `<text x="${(x(run.rps) + 4).toFixed(1)}" y="${y + 15}">${f0(run.rps)}</text>`
+      );
+    }),
+    ...lines.map((l, i) => {
+      const lx = x(l.v).toFixed(1);
+      return (
+        `<line x1="${lx}" y1="${top - 6}" x2="${lx}" y2="${H - 30}" stroke="${i === 0 ? '#c0392b' : '#e67e22'}" stroke-dasharray="4 3"/>` +
+        `<text x="${lx}" y="${H - 16 + i * 12}" text-anchor="end" fill="${i === 0 ? '#c0392b' : '#e67e22'}">${esc(l.label)} ${f0(l.v)}/s</text>`
+      );
+    }),
+    '</svg>',
+  ];
+  return parts.join('\n') + '\n';
+}

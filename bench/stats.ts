@@ -1,0 +1,96 @@
+/**
+ * Pure pieces of the benchmark: wrk's result line, RSS series statistics.
+ * No I/O here, so test/bench/ can check them without a gateway.
+ */
+
+/** The marker bench/wrk.ts's Lua `done()` puts in front of its JSON line. */
+export const WRK_RESULT_MARKER = 'KMSGW-BENCH ';
+
+/** One wrk run as the benchmark reports it (latencies in ms). */
+export interface WrkResult {
+  requests: number;
+  seconds: number;
+  rps: number;
+  latencyMs: { mean: number; p50: number; p90: number; p99: number; max: number };
+  /** Responses with an HTTP status >= 400 (wrk's `errors.status`; the gateway never answers 1xx/3xx). */
+  non2xx: number;
+  socketErrors: { connect: number; read: number; write: number; timeout: number };
+}
+
+/** Parses the line the Lua `done()` prints; throws when wrk printed none (a crashed or misconfigured run). */
+export function parseWrkOutput(stdout: string): WrkResult {
+  const line = stdout.split('\n').find((l) => l.startsWith(WRK_RESULT_MARKER));
+  if (line === undefined) throw new Error(`wrk printed no result line:\n${stdout}`);
+  const raw = JSON.parse(line.slice(WRK_RESULT_MARKER.length)) as Record<string, number>;
+  const num = (k: string): number => {
+    const v = raw[k];
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`wrk result line lacks ${k}: ${line}`);
+    return v;
+  };
+  const seconds = num('duration_us') / 1e6;
+  const requests = num('requests');
+  return {
+    requests,
+    seconds,
+    rps: seconds > 0 ? requests / seconds : 0,
+    latencyMs: {
+      mean: num('mean_us') / 1000,
+      p50: num('p50_us') / 1000,
+      p90: num('p90_us') / 1000,
+      p99: num('p99_us') / 1000,
+      max: num('max_us') / 1000,
+    },
+    non2xx: num('status'),
+    socketErrors: { connect: num('connect'), read: num('read'), write: num('write'), timeout: num('timeout') },
+  };
+}
+
+export function errorCount(r: WrkResult): number {
+  const s = r.socketErrors;
+  return r.non2xx + s.connect + s.read + s.write + s.timeout;
+}
+
+/** One RSS reading of one process, `t` seconds after the series began. */
+export interface RssSample {
+  t: number;
+  mb: number;
+}
+
+export function mean(xs: number[]): number {
+  return xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+/** Least-squares slope of MB over time, in MB per minute (0 for fewer than two distinct times). */
+export function slopeMbPerMin(samples: RssSample[]): number {
+  const n = samples.length;
+  if (n < 2) return 0;
+  const mt = mean(samples.map((s) => s.t));
+  const mm = mean(samples.map((s) => s.mb));
+  let num = 0;
+  let den = 0;
+  for (const s of samples) {
+    num += (s.t - mt) * (s.mb - mm);
+    den += (s.t - mt) ** 2;
+  }
+  return den === 0 ? 0 : (num / den) * 60;
+}
+
+export interface RssSummary {
+  peakMb: number;
+  first10sMb: number;
+  last10sMb: number;
+  slopeMbPerMin: number;
+}
+
+/** Peak, mean of the first and of the last 10 s, and the trend of one process's soak series. */
+export function summarizeRss(samples: RssSample[]): RssSummary {
+  if (samples.length === 0) return { peakMb: NaN, first10sMb: NaN, last10sMb: NaN, slopeMbPerMin: NaN };
+  const t0 = Math.min(...samples.map((s) => s.t));
+  const t1 = Math.max(...samples.map((s) => s.t));
+  return {
+    peakMb: Math.max(...samples.map((s) => s.mb)),
+    first10sMb: mean(samples.filter((s) => s.t < t0 + 10).map((s) => s.mb)),
+    last10sMb: mean(samples.filter((s) => s.t > t1 - 10).map((s) => s.mb)),
+    slopeMbPerMin: slopeMbPerMin(samples),
+  };
+}

@@ -1,0 +1,169 @@
+/**
+ * The benchmark's pure pieces (bench/): what it reads from wrk, the RSS
+ * statistics, the target verdicts and the report. No timing is asserted:
+ * speed is what `make bench` measures, never what a test checks.
+ */
+import { spawnSync, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { renderMarkdown, renderSvg, verdicts, type BenchResult, type LoadRun } from '../../bench/report.js';
+import { parseWrkOutput, slopeMbPerMin, summarizeRss, WRK_RESULT_MARKER } from '../../bench/stats.js';
+import { wrkScript, type WireRequest } from '../../bench/wrk.js';
+
+const WRK_LINE = `${WRK_RESULT_MARKER}{"requests":24000,"duration_us":8000000,"mean_us":2100.5,"p50_us":1800,"p90_us":3200,"p99_us":9500,"max_us":41000,"status":3,"connect":0,"read":1,"write":0,"timeout":2}`;
+
+function run(workload: string, connections: number, rps: number, p99 = 5): LoadRun {
+  return {
+    workload,
+    connections,
+    keys: 5,
+    requests: rps * 8,
+    seconds: 8,
+    rps,
+    latencyMs: { mean: 2, p50: 2, p90: 3, p99, max: 20 },
+    non2xx: 0,
+    socketErrors: { connect: 0, read: 0, write: 0, timeout: 0 },
+    gatewayCpuPercent: 190,
+    wrkCpuPercent: 40,
+    processes: [{ pid: 10, role: 'primary', peakMb: 80 }],
+  };
+}
+
+function result(over: { encryptRps?: number; p99?: number; rsaRps?: number; afterRps?: number; soakSlope?: number; peakMb?: number } = {}): BenchResult {
+  const token = {
+    aesOneProcess: { ops: 160_000, seconds: 8, rate: 20_000 },
+    aesProcesses: { processes: 2, rate: 36_000, perProcess: [] },
+    aesGuarded: { ops: 80_000, seconds: 8, rate: 10_000, inFlight: 32 },
+    rsaDecryptOneProcess: { ops: 13_600, seconds: 8, rate: 1_700 },
+  };
+  const runs = [run('Encrypt 4 KB', 32, over.encryptRps ?? 13_000, over.p99), run('Decrypt RSA-2048', 32, over.rsaRps ?? 3_000)];
+  const before = runs[0] as LoadRun;
+  const after = { ...run('Encrypt 4 KB', 32, over.afterRps ?? 12_500), keys: 1000 };
+  const soakRun = run('Mix', 32, 9_000);
+  const base = {
+    startedAt: '2026-01-01T12:00:00.000Z',
+    finishedAt: '2026-01-01T12:05:30.000Z',
+    settings: { seconds: 8, warmUpSeconds: 5, soakSeconds: 60, keys: 1000, connections: [32, 64], quick: false, mix: 'all of it' },
+    machine: { cores: 2, cpuModel: 'Test CPU', node: 'v20', softhsm: '2.6.1', wrk: 'wrk 4.1', commit: 'abc', kmsgwWorkers: 2 },
+    token,
+    runs,
+    keyScaling: { keysBefore: 5, keysAfter: 1000, createSeconds: 30, createFailures: 0, before, after, ratio: after.rps / before.rps },
+    memory: {
+      underLoad: [{ pid: 10, role: 'primary' as const, peakMb: over.peakMb ?? 90 }],
+      soak: {
+        run: { ...soakRun, seconds: 60 },
+        processes: [{ pid: 10, role: 'primary' as const, peakMb: 85, first10sMb: 80, last10sMb: 81, slopeMbPerMin: over.soakSlope ?? 0.5, samples: [] }],
+      },
+    },
+    files: { json: 'results/bench-x.json', markdown: 'results/bench-x.md', svg: 'results/bench-x.svg' },
+  };
+  return { ...base, targets: verdicts(base) };
+}
+
+describe('the benchmark (bench/)', () => {
+  describe('reading wrk', () => {
+    it('takes req/s, latency percentiles in ms and the error counts from the line the Lua done() prints', () => {
+      const r = parseWrkOutput(`Running 8s test @ http://127.0.0.1:1/\n  2 threads and 32 connections\n${WRK_LINE}\n`);
+      expect(r.rps).to.equal(3000);
+      expect(r.latencyMs).to.deep.equal({ mean: 2.1005, p50: 1.8, p90: 3.2, p99: 9.5, max: 41 });
+      expect(r.non2xx).to.equal(3);
+      expect(r.socketErrors).to.deep.equal({ connect: 0, read: 1, write: 0, timeout: 2 });
+    });
+
+    it('fails loudly when wrk printed no result line (a script error, a crash)', () => {
+      expect(() => parseWrkOutput('PANIC: unprotected error in call to Lua API\n')).to.throw(/no result line/);
+    });
+  });
+
+  describe('the RSS series of a soak', () => {
+    it('gives the trend in MB per minute by least squares, whatever the noise around it', () => {
+      const growing = Array.from({ length: 61 }, (_, t) => ({ t, mb: 100 + t / 10 + (t % 2 === 0 ? 3 : -3) }));
+      expect(slopeMbPerMin(growing)).to.be.closeTo(6, 0.2);
+      expect(slopeMbPerMin(Array.from({ length: 61 }, (_, t) => ({ t, mb: 100 })))).to.equal(0);
+      expect(slopeMbPerMin([{ t: 0, mb: 1 }])).to.equal(0);
+    });
+
+    it('reports the peak and the means of the first and the last 10 seconds', () => {
+      const samples = Array.from({ length: 60 }, (_, t) => ({ t, mb: t < 10 ? 50 : t >= 50 ? 70 : 60 }));
+      samples[30] = { t: 30, mb: 99 };
+      expect(summarizeRss(samples)).to.include({ peakMb: 99, first10sMb: 50 });
+      expect(summarizeRss(samples).last10sMb).to.equal(70);
+    });
+  });
+
+  describe('the targets of issue 5', () => {
+    it('passes a gateway at 0.65 of the token one-process limit with p99 5 ms, RSA at 1.76x, keys 0.96, 90 MB and flat', () => {
+      expect(result().targets.map((t) => t.pass)).to.deep.equal([true, true, true, true]);
+    });
+
+    it('fails each target on its own threshold', () => {
+      expect(result({ encryptRps: 11_000 }).targets[0]?.pass, '0.55 x').to.equal(false);
+      expect(result({ p99: 10 }).targets[0]?.pass, 'p99 10 ms').to.equal(false);
+      expect(result({ rsaRps: 2_700 }).targets[1]?.pass, '1.59 x').to.equal(false);
+      expect(result({ afterRps: 11_000 }).targets[2]?.pass, '0.85').to.equal(false);
+      expect(result({ peakMb: 200 }).targets[3]?.pass, '200 MB').to.equal(false);
+      expect(result({ soakSlope: 2.5 }).targets[3]?.pass, 'growing').to.equal(false);
+    });
+
+    it('renders the table and a PASS/FAIL list with measured value and target', () => {
+      const md = renderMarkdown(result({ encryptRps: 1_000 }));
+      expect(md).to.contain('| Encrypt 4 KB | 32 | 1,000 |');
+      expect(md).to.contain('- **FAIL** Encrypt 4 KB SYMMETRIC_DEFAULT, 32 connections, SigV4 checked: 1,000 req/s = 0.05 x token one-process limit (20,000/s); p99 5.0 ms (target >= 0.6 x, p99 < 10 ms)');
+      expect(md).to.contain('- **PASS** Decrypt RSA-2048');
+      expect(md).to.contain('![req/s per workload](bench-x.svg)');
+      expect(renderSvg(result())).to.match(/^<svg [^]*<\/svg>\n$/);
+    });
+  });
+
+  describe('the wrk script', () => {
+    const wrkMissing = spawnSync('wrk', ['-v']).error !== undefined;
+
+    it('replays the pre-signed requests byte for byte, a mix in its documented order', async function () {
+      if (wrkMissing) this.skip(); // `make bench-deps` installs it
+      const seen: { headers: IncomingHttpHeaders; body: string }[] = [];
+      const server = createServer((req, res) => {
+        let body = '';
+        req.on('data', (d: Buffer) => (body += d.toString()));
+        req.on('end', () => {
+          seen.push({ headers: req.headers, body });
+          res.writeHead(seen.length % 10 === 0 ? 400 : 200).end('{}');
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const req = (target: string, body: string): WireRequest => ({
+        method: 'POST',
+        path: '/',
+        headers: { Host: host, 'x-amz-target': target, authorization: 'AWS4-HMAC-SHA256 Credential=a/b, Signature="x\\y"' },
+        body,
+      });
+      const script = join(mkdtempSync(join(tmpdir(), 'bench-test-')), 'mix.lua');
+      writeFileSync(script, wrkScript([req('A', '{"a":"\\"quoted\\""}'), req('B', '{}')], [0, 0, 1]));
+      try {
+        // One thread, one connection: the order per thread is the order on the wire.
+        const child = spawn('wrk', ['-t1', '-c1', '-d1s', '-s', script, `http://${host}/`]);
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        await new Promise((r) => child.once('close', r));
+        const r = parseWrkOutput(out);
+        expect(r.requests).to.be.greaterThan(3);
+        // wrk calls request() once before the run to check it, so the cycle starts one step in.
+        const targets = seen.slice(0, 9).map((s) => s.headers['x-amz-target']);
+        expect(targets.filter((t) => t === 'A')).to.have.length(6);
+        expect(targets.slice(0, 6)).to.deep.equal(targets.slice(3, 9));
+        expect(seen[0]?.body).to.equal('{"a":"\\"quoted\\""}');
+        expect(seen[0]?.headers['authorization']).to.equal('AWS4-HMAC-SHA256 Credential=a/b, Signature="x\\y"');
+        expect(seen[0]?.headers['host']).to.equal(host);
+        // Every 10th answer is a 400: wrk counts it as an HTTP error.
+        expect(r.non2xx).to.equal(Math.floor(r.requests / 10));
+      } finally {
+        server.closeAllConnections();
+        server.close();
+      }
+    });
+  });
+});
