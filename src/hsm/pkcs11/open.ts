@@ -37,7 +37,7 @@ export async function openPkcs11Hsm(config: HsmConfig, pin: string, log: HsmLogg
     { length: threadCount },
     () => new LaneThread({ module: config.module, token: config.token, pin, sessionPoolSize: 1, sessionKeyCopies: config.sessionKeyCopies ?? false }, log),
   );
-  // Lane i on thread i mod n: GuardedHsm hands out the first idle lane, so a light load still spreads over every thread.
+  // Lane i on thread i mod n (GuardedHsm hands a call to an idle lane of the least busy thread).
   const lanes = Array.from({ length: config.sessionPoolSize }, (_, i) => threads[i % threadCount]!.lane(Math.floor(i / threadCount), fallbackDescription));
   const hsm = new GuardedHsm({
     lanes,

@@ -8,9 +8,11 @@
  *   last session logs the token out); crypto runs on a pool of sessions.
  * - Object handles are found once and cached: C_FindObjects is linear in the
  *   number of objects on the token. A stale handle is looked up again once.
- * - Every call is synchronous: an instance runs on a worker thread of its
- *   own (pkcs11-worker.ts, one lane of GuardedHsm), so a hung token blocks
- *   that thread and never the event loop. (pkcs11js has no async
+ *   With `sessionKeyCopies`, operations use a session copy of the key
+ *   (keyHandle), made on first use.
+ * - Every call is synchronous: an instance (one lane of GuardedHsm) runs on
+ *   a worker thread (pkcs11-worker.ts, shared by a few lanes), so a hung
+ *   token blocks that thread and never the event loop. (pkcs11js has no async
  *   C_EncryptInit, C_FindObjects or C_GenerateRandom, and its async calls
  *   would park libuv pool threads that the rest of the process needs.)
  * - OAEP: probed at start with a throw-away session key pair. Where native
@@ -643,8 +645,7 @@ export class Pkcs11Hsm implements Hsm {
 
   /**
    * One session, one borrow: C_GenerateRandom for the IV, then
-   * C_EncryptInit/C_Encrypt. IV, ciphertext and tag land in one buffer
-   * (one allocation, one copy across the lane).
+   * C_EncryptInit/C_Encrypt; IV, ciphertext and tag land in one buffer.
    */
   aesGcmSeal(name: string, plaintext: Buffer, aad: Buffer): Promise<AesGcmSealed> {
     return this.run(name, 'secret', false, async (s, key) => {
