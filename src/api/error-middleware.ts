@@ -3,25 +3,13 @@
  * error envelope, `{"__type": "<Name>", "message": "..."}` in the body and
  * the same name in `X-Amzn-ErrorType` (botocore reads the body, the JS SDK
  * the header first). Anything that is not a KmsError is a bug of ours:
- * KMSInternalException, logged without request data.
+ * KMSInternalException, logged without request data. (Request bodies are
+ * read by the KMS listener, which throws KMS errors itself; express parses
+ * no body, so no body-parser errors arrive here.)
  */
 import type { ErrorRequestHandler } from 'express';
-import {
-  KmsError,
-  KMSInternalException,
-  RequestEntityTooLargeException,
-  SerializationException,
-} from '../errors.js';
+import { KmsError, KMSInternalException } from '../errors.js';
 import type { Logger } from '../log.js';
-
-/** body-parser's (and the KMS listener's body reader's) errors carry `type` and a 4xx `status`. */
-function fromBodyParser(err: unknown): KmsError | undefined {
-  const e = err as { type?: unknown; status?: unknown };
-  if (typeof e?.type !== 'string' || typeof e.status !== 'number') return undefined;
-  if (e.status === 413) return new RequestEntityTooLargeException('Request body is larger than the gateway accepts.');
-  if (e.status >= 400 && e.status < 500) return new SerializationException('The request body could not be read.');
-  return undefined;
-}
 
 /**
  * The KMS error a thrown value answers as; logs our own bugs (without
@@ -31,12 +19,8 @@ export function kmsErrorOf(err: unknown, log: Logger, requestId: unknown, target
   let kms: KmsError;
   if (err instanceof KmsError) kms = err;
   else {
-    const parsed = fromBodyParser(err);
-    if (parsed !== undefined) kms = parsed;
-    else {
-      log.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack }, requestId }, 'unexpected error');
-      kms = new KMSInternalException();
-    }
+    log.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack }, requestId }, 'unexpected error');
+    kms = new KMSInternalException();
   }
   if (kms.status >= 500) log.warn({ errorType: kms.name, requestId, target }, 'server fault');
   return kms;

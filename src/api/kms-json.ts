@@ -44,12 +44,6 @@ export interface KmsDeps {
   auth: AuthDeps;
 }
 
-/** The operation an `X-Amz-Target` names, or undefined. */
-export function operationName(target: string | string[] | undefined, operations: ReadonlyMap<string, Operation>): string | undefined {
-  if (typeof target !== 'string' || !target.startsWith(TARGET_PREFIX)) return undefined;
-  const name = target.slice(TARGET_PREFIX.length);
-  return operations.has(name) ? name : undefined;
-}
 
 /**
  * Runs one KMS call and returns the answer's JSON text. `audit` is filled in
@@ -57,7 +51,8 @@ export function operationName(target: string | string[] | undefined, operations:
  * audit line and the request metrics say what happened even when it throws.
  */
 export async function answerKmsCall(call: KmsCall, audit: AuditRecord, deps: KmsDeps): Promise<string> {
-  const name = operationName(call.headers['x-amz-target'], deps.operations);
+  const target = call.headers['x-amz-target'];
+  const name = typeof target === 'string' && target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : undefined;
   const op = name === undefined ? undefined : deps.operations.get(name);
   if (name === undefined || op === undefined) throw new UnknownOperationException();
   audit.operation = name;
