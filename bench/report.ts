@@ -37,6 +37,14 @@ export interface LoadRun extends WrkResult {
   ratioProcesses?: number;
 }
 
+/** A bare node:http server (bench/reference-server.ts) under the gateway's Encrypt 4 KB load. */
+export interface ReferenceRun extends WrkResult {
+  mode: 'software' | 'hsm-layer';
+  connections: number;
+  cpuPercent: number;
+  wrkCpuPercent: number;
+}
+
 export interface SoakProcess extends RssSummary {
   pid: number;
   role: 'primary' | 'worker';
@@ -53,9 +61,11 @@ export interface Verdict {
 export interface BenchResult {
   startedAt: string;
   finishedAt: string;
-  settings: { seconds: number; warmUpSeconds: number; soakSeconds: number; keys: number; connections: number[]; quick: boolean; mix: string };
+  settings: { seconds: number; warmUpSeconds: number; workloadWarmUpSeconds?: number; soakSeconds: number; keys: number; connections: number[]; quick: boolean; mix: string };
   machine: Record<string, string | number>;
   token: TokenLimits;
+  /** Absent in results written before the reference servers were measured. */
+  references?: ReferenceRun[];
   runs: LoadRun[];
   keyScaling: { keysBefore: number; keysAfter: number; createSeconds: number; createFailures: number; before: LoadRun; after: LoadRun; ratio: number };
   memory: { underLoad: ProcessPeak[]; soak: { run: LoadRun; processes: SoakProcess[] } };
@@ -137,7 +147,8 @@ export function renderMarkdown(r: BenchResult): string {
     `Machine: ${machine['cores']} cores (${machine['cpuModel']}), Node ${machine['node']}, SoftHSM2 ${machine['softhsm']}, ` +
       `${machine['wrk']}, commit ${machine['commit']}, KMSGW_WORKERS ${machine['kmsgwWorkers']}. ` +
       `Runs of ${settings.seconds} s${settings.quick ? ' (BENCH_QUICK: a smoke run, not a measurement)' : ''}; ` +
-      `wrk -t2, keep-alive, pre-signed SigV4 requests replayed, after a ${settings.warmUpSeconds} s warm-up with the mix; load generator on the same machine.`,
+      `wrk -t2, keep-alive, pre-signed SigV4 requests replayed, after a ${settings.warmUpSeconds} s warm-up with the mix` +
+      `${settings.workloadWarmUpSeconds ? ` and ${settings.workloadWarmUpSeconds} s of each workload before its run` : ''}; load generator on the same machine.`,
   );
   out.push('## Token limits (gateway stopped, no HTTP)');
   out.push(
@@ -151,6 +162,31 @@ export function renderMarkdown(r: BenchResult): string {
       ],
     ),
   );
+  if (r.references !== undefined && r.references.length > 0) {
+    const enc = findRun(r.runs, 'Encrypt 4 KB', 32);
+    out.push(`## Reference servers (bare node:http, ${P} processes, the same Encrypt 4 KB load at 32 connections)`);
+    const what = { software: 'AES-256-GCM in node:crypto (no HSM: a software KMS emulator\'s work)', 'hsm-layer': "the gateway's HSM layer (GuardedHsm lanes) on the token" };
+    out.push(
+      table(
+        ['server', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'server CPU %', 'wrk CPU %', 'x token 1-proc limit', 'gateway Encrypt 4 KB / this'],
+        r.references.map((x) => [
+          what[x.mode],
+          f0(x.rps),
+          f1(x.latencyMs.p50),
+          f1(x.latencyMs.p99),
+          String(errorCount(x)),
+          f0(x.cpuPercent),
+          f0(x.wrkCpuPercent),
+          f2(x.rps / token.aesOneProcess.rate),
+          enc === undefined ? '' : f2(enc.rps / x.rps),
+        ]),
+      ),
+    );
+    out.push(
+      'Neither reference checks SigV4, validates the request, resolves a key, writes an audit line or counts a metric: ' +
+        'they bound what the gateway can reach on this machine with its HTTP stack, and with its HTTP stack plus its token path.',
+    );
+  }
   out.push(`## Gateway (${r.runs[0]?.keys ?? '?'} KMS keys on the token)`);
   const ratio = (n: number | undefined) => (n === undefined ? '' : f2(n));
   const loadRows = (runs: LoadRun[]) =>

@@ -1,11 +1,11 @@
 /**
- * `make bench` (scripts/bench.sh runs this): the token's own limit, then
+ * `make bench` (scripts/bench.sh runs this): the token's own limit, bare reference servers, then
  * the gateway under wrk, on a throw-away SoftHSM2 token; writes
  * results/bench-<UTC>.{json,md,svg} and results/latest.md and prints the
  * Markdown. See the README's "Benchmark" section.
  *
  * Environment: BENCH_SECONDS (per run, default 8), BENCH_SOAK_SECONDS (60),
- * BENCH_KEYS (1000), BENCH_QUICK=1 (a ~1.5 minute smoke run), BENCH_KEEP_DATA=1
+ * BENCH_KEYS (1000), BENCH_QUICK=1 (a ~2 minute smoke run), BENCH_KEEP_DATA=1
  * (keep the token and logs), KMSGW_WORKERS (passed to the gateway; also the
  * number of processes of the token's P-process limit).
  *
@@ -20,8 +20,8 @@ import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { KmsClient } from './kms-client.js';
 import { CLOCK_TICKS, processTree, TreeSampler } from './proc-tree.js';
-import { renderMarkdown, renderSvg, verdicts, type BenchResult, type LoadRun, type ProcessPeak, type TokenRate } from './report.js';
-import { summarizeRss } from './stats.js';
+import { renderMarkdown, renderSvg, verdicts, type BenchResult, type LoadRun, type ProcessPeak, type ReferenceRun, type TokenRate } from './report.js';
+import { errorCount, summarizeRss } from './stats.js';
 import { runWrk, wrkScript, type WireRequest } from './wrk.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -41,8 +41,17 @@ function envNumber(name: string, fallback: number, min: number, max: number): nu
   return n;
 }
 
-const WARM_UP_SECONDS = 5;
 const quick = process.env['BENCH_QUICK'] === '1';
+/**
+ * Warm-ups, never reported. Measured on the 2-core bench machine: a freshly
+ * started node:http server (the gateway, and the bare reference servers
+ * alike) needs 10-15 s under load before its rate settles (JIT tiers, heap
+ * growth); a run measured sooner reports 30-50% less than the same process
+ * does later. So the gateway runs the mix for WARM_UP_SECONDS after it
+ * starts, and every measured run follows a short run of its own workload.
+ */
+const WARM_UP_SECONDS = quick ? 5 : 15;
+const WORKLOAD_WARM_UP_SECONDS = quick ? 1 : 3;
 const settings = {
   quick,
   seconds: envNumber('BENCH_SECONDS', quick ? 2 : 8, 1, 240),
@@ -104,6 +113,53 @@ async function tokenLimits(dataDir: string): Promise<BenchResult['token']> {
   const { inFlight: _rsa, ...rsaDecryptOneProcess } = await tokenChild('rsa-decrypt', dataDir, s, 0);
   say(`token RSA-2048 decrypt one-process rate: ${fmt(rsaDecryptOneProcess.rate)}/s`);
   return { aesOneProcess, aesProcesses, aesGuarded, rsaDecryptOneProcess };
+}
+
+// ---- reference servers: bare node:http under the same load ------------------------
+
+/**
+ * Runs bench/reference-server.ts in `mode` with P processes and loads it
+ * with the Encrypt 4 KB request exactly as the gateway gets it (signed, so
+ * byte for byte the same; the reference checks no signature), after the
+ * same warm-up the gateway gets.
+ */
+async function referenceRun(mode: 'software' | 'hsm-layer', dataDir: string, plaintext: string): Promise<ReferenceRun> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = track(
+    spawn(process.execPath, [join(ROOT, 'dist', 'bench', 'reference-server.js'), mode, String(port), String(settings.workers), dataDir], {
+      env: { ...process.env, SOFTHSM2_CONF: join(dataDir, 'softhsm2.conf') },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      child.stdout?.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('ready')) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`reference server ${mode} exited with ${code}`)));
+    });
+    const req = await new KmsClient(url).sign('Encrypt', { KeyId: 'alias/demo-aes', Plaintext: plaintext });
+    const script = join(dataDir, `wrk-reference-${mode}.lua`);
+    writeFileSync(script, wrkScript([req]));
+    await runWrk(url, script, 32, WARM_UP_SECONDS, CLOCK_TICKS, track);
+    const sampler = new TreeSampler(child.pid as number);
+    sampler.start();
+    const { wrkCpuSeconds, ...result } = await runWrk(url, script, 32, settings.seconds, CLOCK_TICKS, track);
+    const usage = sampler.stop();
+    const run: ReferenceRun = { ...result, mode, connections: 32, cpuPercent: usage.cpuPercent, wrkCpuPercent: (wrkCpuSeconds / result.seconds) * 100 };
+    say(`reference ${mode}: ${fmt(run.rps)} req/s, p99 ${run.latencyMs.p99.toFixed(1)} ms, errors ${errorCount(run)}`);
+    return run;
+  } finally {
+    if (child.exitCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await Promise.race([exited, sleep(5_000)]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }
 }
 
 // ---- the gateway --------------------------------------------------------------
@@ -303,7 +359,13 @@ interface Context {
   runCount: number;
 }
 
-async function load(ctx: Context, w: Workload, connections: number, seconds: number): Promise<{ run: LoadRun; sampler: ReturnType<TreeSampler['stop']> }> {
+async function load(
+  ctx: Context,
+  w: Workload,
+  connections: number,
+  seconds: number,
+  warmUpSeconds = WORKLOAD_WARM_UP_SECONDS,
+): Promise<{ run: LoadRun; sampler: ReturnType<TreeSampler['stop']> }> {
   // Signed right before the run (a signature is valid for 5 minutes), and
   // proven: a signing mistake answers 4xx every time, so one 200 in 3 tries
   // shows the request is right even if the gateway fails now and then.
@@ -321,6 +383,7 @@ async function load(ctx: Context, w: Workload, connections: number, seconds: num
   }
   const script = join(ctx.dataDir, `wrk-${++ctx.runCount}.lua`);
   writeFileSync(script, wrkScript(signed, w.order));
+  if (warmUpSeconds > 0) await runWrk(ctx.gateway.url, script, connections, warmUpSeconds, CLOCK_TICKS, track);
   const sampler = new TreeSampler(ctx.gateway.pid);
   sampler.start();
   const wrk = await runWrk(ctx.gateway.url, script, connections, seconds, CLOCK_TICKS, track);
@@ -394,6 +457,8 @@ async function main(cleanups: (() => Promise<void> | void)[]): Promise<void> {
   execFileSync(join(ROOT, 'softhsm', 'init-token.sh'), [dataDir, 'kmsgw-dev'], { stdio: ['ignore', 2, 2] });
 
   const token = await tokenLimits(dataDir);
+  const referencePlaintext = b64(randomBytes(4096));
+  const references = [await referenceRun('software', dataDir, referencePlaintext), await referenceRun('hsm-layer', dataDir, referencePlaintext)];
 
   const gateway = await startGateway(dataDir);
   cleanups.push(() => gateway.stop());
@@ -405,7 +470,7 @@ async function main(cleanups: (() => Promise<void> | void)[]): Promise<void> {
   const mix = all[all.length - 1] as Workload;
   // JIT, connection set-up and each process's first use of a key are not what the first workload should pay for.
   say(`warm-up: the mix at 32 connections for ${WARM_UP_SECONDS} s (not reported)`);
-  await load(ctx, mix, 32, WARM_UP_SECONDS);
+  await load(ctx, mix, 32, WARM_UP_SECONDS, 0);
   const runs: LoadRun[] = [];
   for (const w of all)
     for (const c of settings.connections) {
@@ -427,7 +492,7 @@ async function main(cleanups: (() => Promise<void> | void)[]): Promise<void> {
   const keyScaling = { keysBefore, keysAfter: ctx.keys, createSeconds, createFailures: filled.failures, before, after, ratio: after.rps / before.rps };
 
   say(`soak: the mix at 32 connections for ${settings.soakSeconds} s`);
-  const soak = await load(ctx, mix, 32, settings.soakSeconds);
+  const soak = await load(ctx, mix, 32, settings.soakSeconds, 0);
   const soakProcesses = soak.sampler.processes.map((p) => ({ pid: p.pid, role: p.role, ...summarizeRss(p.samples), samples: p.samples }));
 
   await gateway.stop();
@@ -440,9 +505,10 @@ async function main(cleanups: (() => Promise<void> | void)[]): Promise<void> {
   const partial = {
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
-    settings: { seconds: settings.seconds, warmUpSeconds: WARM_UP_SECONDS, soakSeconds: settings.soakSeconds, keys: settings.keys, connections: settings.connections, quick: settings.quick, mix: describeMix(mix) },
+    settings: { seconds: settings.seconds, warmUpSeconds: WARM_UP_SECONDS, workloadWarmUpSeconds: WORKLOAD_WARM_UP_SECONDS, soakSeconds: settings.soakSeconds, keys: settings.keys, connections: settings.connections, quick: settings.quick, mix: describeMix(mix) },
     machine: machine(),
     token,
+    references,
     runs,
     keyScaling,
     memory: { underLoad: [...ctx.underLoad.values()], soak: { run: soak.run, processes: soakProcesses } },

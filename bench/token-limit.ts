@@ -21,22 +21,9 @@ import { loadConfig, readPin } from '../src/config/config.js';
 import type { Hsm, PrepareKeyRequest } from '../src/hsm/hsm.js';
 import { openPkcs11Hsm } from '../src/hsm/pkcs11/open.js';
 import { Pkcs11Hsm } from '../src/hsm/pkcs11/pkcs11-hsm.js';
+import { BENCH_AES, BENCH_RSA } from './bench-keys.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const BENCH_AES: PrepareKeyRequest = {
-  name: 'bench-aes',
-  displayName: 'bench AES-256 key',
-  ref: { label: 'kmsgw-bench-aes' },
-  keySpec: 'SYMMETRIC_DEFAULT',
-  createIfMissing: true,
-};
-const BENCH_RSA: PrepareKeyRequest = {
-  name: 'bench-rsa',
-  displayName: 'bench RSA-2048 key',
-  ref: { label: 'kmsgw-bench-rsa-2048' },
-  keySpec: 'RSA_2048',
-  createIfMissing: true,
-};
 const GUARDED_IN_FLIGHT = 32;
 const WARM_UP_MS = 500;
 

@@ -9,7 +9,7 @@
 #   BENCH_SECONDS       seconds per measurement (default 8)
 #   BENCH_SOAK_SECONDS  the memory soak (default 60)
 #   BENCH_KEYS          KMS keys on the token for the key-scaling run (default 1000)
-#   BENCH_QUICK=1       a ~1.5 minute smoke run (2 s runs, 32 connections only, 100 keys)
+#   BENCH_QUICK=1       a ~2 minute smoke run (2 s runs, 32 connections only, 100 keys)
 #   BENCH_KEEP_DATA=1   keep the token, audit log and gateway log
 #   KMSGW_WORKERS       gateway worker processes (default: the number of cores)
 # Exits non-zero only when the bench itself failed, not when a target is missed.

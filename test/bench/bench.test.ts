@@ -117,6 +117,17 @@ describe('the benchmark (bench/)', () => {
       expect(md).to.contain('![req/s per workload](bench-x.svg)');
       expect(renderSvg(result())).to.match(/^<svg [^]*<\/svg>\n$/);
     });
+
+    it('sets the gateway against the bare reference servers measured in the same run, when there are any', () => {
+      const r = result({ encryptRps: 4_000 });
+      expect(renderMarkdown(r)).not.to.contain('## Reference servers');
+      const ref = (mode: 'software' | 'hsm-layer', rps: number) => ({ ...run('x', 32, rps), mode, cpuPercent: 195, wrkCpuPercent: 30 });
+      const md = renderMarkdown({ ...r, references: [ref('software', 16_000), ref('hsm-layer', 8_000)] });
+      expect(md).to.contain('## Reference servers (bare node:http, 2 processes, the same Encrypt 4 KB load at 32 connections)');
+      // req/s, x token one-process limit (20,000/s), gateway Encrypt 4 KB (4,000 req/s) over this.
+      expect(md).to.match(/\| AES-256-GCM in node:crypto [^|]* \| 16,000 \|[^\n]*\| 0\.80 \| 0\.25 \|/);
+      expect(md).to.match(/\| the gateway's HSM layer [^|]* \| 8,000 \|[^\n]*\| 0\.40 \| 0\.50 \|/);
+    });
   });
 
   describe('the wrk script', () => {
