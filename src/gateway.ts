@@ -100,6 +100,7 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
     const keys = new KeyStore(config, hsm, {
       clock: opts.clock,
       refreshMs: config.state.refreshMs,
+      fullRefreshMs: config.state.fullRefreshMs,
       log,
       onCommitted: channel === undefined ? undefined : () => channel.publishStateChange(),
       // In a cluster only the worker the primary picks runs deletions and automatic rotations.

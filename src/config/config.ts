@@ -163,11 +163,19 @@ const configSchema = z
       })
       .strict(),
     keys: z.array(keyEntry).default([]),
-    /** Key state lives on the token; each gateway re-reads it this often, so other instances' changes show within it. */
+    /**
+     * Key state lives on the token. Every refreshMs each gateway reads the
+     * token's state mark and re-reads the records when it moved, so other
+     * instances' changes show within it; every fullRefreshMs it re-reads
+     * them anyway (changes made by anything but this gateway's code).
+     */
     state: z
-      .object({ refreshMs: z.number().int().min(100).max(600_000).default(2000) })
+      .object({
+        refreshMs: z.number().int().min(100).max(600_000).default(2000),
+        fullRefreshMs: z.number().int().min(1000).max(3_600_000).default(60_000),
+      })
       .strict()
-      .default({ refreshMs: 2000 }),
+      .default({ refreshMs: 2000, fullRefreshMs: 60_000 }),
   })
   .strict()
   .superRefine((c, ctx) => {

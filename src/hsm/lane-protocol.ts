@@ -28,6 +28,8 @@ export type LaneMethod =
   | 'readRecord'
   | 'createRecord'
   | 'deleteRecord'
+  | 'readStateMark'
+  | 'writeStateMark'
   | 'describe';
 
 export interface LaneRequest {

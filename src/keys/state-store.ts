@@ -3,6 +3,13 @@
  * atomicity argument). The store remembers which records it has read, so a
  * refresh lists the token's records (one C_FindObjects pass plus a label
  * read each) but reads only the values it has not seen.
+ *
+ * Every write and removal ends by changing the token's state mark
+ * (Hsm.readStateMark), so a reader that read the mark before it last listed
+ * the records, and reads the same mark now, knows nothing changed since
+ * without listing them again: a writer changes the mark only after its
+ * records are committed, so a listing that missed a change was made before
+ * the mark that announces it.
  */
 import { randomBytes } from 'node:crypto';
 import type { Hsm } from '../hsm/hsm.js';
@@ -33,6 +40,27 @@ export class StateStore {
     private readonly hsm: Hsm,
     private readonly log: StateLogger,
   ) {}
+
+  /** The token's state mark (hex), written first when the token has none; read it before load(). */
+  async mark(): Promise<string> {
+    const mark = await this.hsm.readStateMark();
+    if (mark !== undefined) return mark.toString('hex');
+    await this.touchMark();
+    return ((await this.hsm.readStateMark()) ?? Buffer.alloc(0)).toString('hex');
+  }
+
+  /**
+   * Changes the mark, after a change is committed. A failure here does not
+   * undo or fail the change: other instances then see it at their next full
+   * refresh (state.fullRefreshMs) instead of their next tick.
+   */
+  private async touchMark(): Promise<void> {
+    try {
+      await this.hsm.writeStateMark(randomBytes(16));
+    } catch (e) {
+      this.log.warn({ err: (e as Error).name }, 'could not change the state mark; other gateways see this change at their next full refresh');
+    }
+  }
 
   /** Reads the token's records; returns the newest generation of each, and deletes superseded ones. */
   async load(): Promise<Snapshot> {
@@ -93,6 +121,7 @@ export class StateStore {
     const stored: Stored<T> = { ref, label, value };
     this.known.set(ref, stored);
     for (const o of older) await this.delete(o.ref);
+    await this.touchMark();
     return stored;
   }
 
@@ -103,6 +132,7 @@ export class StateStore {
         await this.hsm.deleteRecord(s.ref);
         this.known.delete(s.ref);
       }
+    await this.touchMark();
   }
 
   private async delete(ref: string): Promise<void> {

@@ -168,6 +168,17 @@ export function hsmContract(name: string, open: () => Promise<Hsm>): void {
       expect((await hsm.listRecords()).filter((r) => r.label === label)).to.deep.equal([]);
     });
 
+    it('keeps a state mark apart from the records: written, read back, changed in place, never listed', async () => {
+      const first = Buffer.from(`mark-${run}-1`);
+      const second = Buffer.from(`mark-${run}-2`);
+      const records = (await hsm.listRecords()).length;
+      await hsm.writeStateMark(first);
+      expect((await hsm.readStateMark())?.toString()).to.equal(first.toString());
+      await hsm.writeStateMark(second);
+      expect((await hsm.readStateMark())?.toString()).to.equal(second.toString());
+      expect((await hsm.listRecords()).length).to.equal(records);
+    });
+
     it('gives random bytes of the asked length', async () => {
       expect((await hsm.random(1)).length).to.equal(1);
       expect((await hsm.random(1024)).length).to.equal(1024);

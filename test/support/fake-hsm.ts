@@ -97,6 +97,8 @@ class Gate {
 export class FakeToken {
   readonly objects: TokenObject[] = [];
   readonly records = new Map<string, { label: string; value: Buffer }>();
+  /** The state mark (Hsm.readStateMark): one per token, undefined until written. */
+  stateMark: Buffer | undefined;
   nextRef = 1;
   /** Bumped by every down(): sessions opened before it are lost. */
   epoch = 0;
@@ -404,6 +406,16 @@ export class FakeHsm implements HsmLane {
   async deleteRecord(ref: string): Promise<void> {
     await this.enter('deleteRecord');
     this.records.delete(ref);
+  }
+
+  async readStateMark(): Promise<Buffer | undefined> {
+    await this.enter('readStateMark');
+    return this.token.stateMark === undefined ? undefined : Buffer.from(this.token.stateMark);
+  }
+
+  async writeStateMark(value: Buffer): Promise<void> {
+    await this.enter('writeStateMark');
+    this.token.stateMark = Buffer.from(value);
   }
 
   describe(): HsmDescription {

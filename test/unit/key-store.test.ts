@@ -150,6 +150,66 @@ describe('the key store on the token (fake HSM)', () => {
     expect(fresh.calls.filter((c) => c === 'prepareKey')).to.have.length(0);
   });
 
+  describe('rounds of the background refresh and the state mark', () => {
+    const listings = (hsm: FakeHsm) => hsm.calls.filter((c) => c === 'listRecords').length;
+    async function watcher(token: FakeHsm, fullRefreshMs = 60_000): Promise<{ hsm: FakeHsm; store: KeyStore }> {
+      const hsm = new FakeHsm(token);
+      const s = new KeyStore(CONFIG, hsm, { log: quiet, fullRefreshMs });
+      await s.init({ keys: [] });
+      return { hsm, store: s };
+    }
+
+    it('when nothing changed, a round reads the state mark and lists no records', async () => {
+      const token = new FakeHsm();
+      await store(token);
+      const b = await watcher(token);
+      const before = listings(b.hsm);
+      for (let i = 0; i < 5; i++) await b.store.tick();
+      expect(listings(b.hsm)).to.equal(before);
+      expect(b.hsm.calls.filter((c) => c === 'readStateMark').length).to.be.at.least(5);
+    });
+
+    it('a change another gateway commits moves the mark: the next round lists the records and sees it, and the round after lists nothing', async () => {
+      const token = new FakeHsm();
+      const a = await store(token);
+      const b = await watcher(token);
+      const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });
+      await a.updateKey(key.keyId, (r) => ({ ...r, keyState: 'Disabled' }));
+      const before = listings(b.hsm);
+      await b.store.tick();
+      expect(b.store.resolve(key.keyId).state).to.equal('Disabled');
+      expect(listings(b.hsm)).to.equal(before + 1);
+      await b.store.tick();
+      expect(listings(b.hsm)).to.equal(before + 1);
+    });
+
+    it('a record written by other software (the mark untouched) is seen at the first round after state.fullRefreshMs', async () => {
+      const token = new FakeHsm();
+      const a = await store(token);
+      const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });
+      const b = await watcher(token, 1_000);
+      const mark = token.token.stateMark;
+      await a.updateKey(key.keyId, (r) => ({ ...r, description: 'behind the mark' }));
+      token.token.stateMark = mark;
+      await b.store.tick();
+      expect(b.store.resolve(key.keyId).description).to.equal('');
+      await new Promise((r) => setTimeout(r, 1_050));
+      await b.store.tick();
+      expect(b.store.resolve(key.keyId).description).to.equal('behind the mark');
+    });
+
+    it('a token without a mark (state written before marks existed) gets one at start, so rounds stop listing', async () => {
+      const token = new FakeHsm();
+      await store(token);
+      token.token.stateMark = undefined;
+      const b = await watcher(token);
+      expect(token.token.stateMark).not.to.equal(undefined);
+      const before = listings(b.hsm);
+      await b.store.tick();
+      expect(listings(b.hsm)).to.equal(before);
+    });
+  });
+
   it('serialises concurrent changes to one key inside a gateway (no lost update)', async () => {
     const a = await store(new FakeHsm());
     const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });

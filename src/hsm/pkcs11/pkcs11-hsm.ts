@@ -180,6 +180,7 @@ export class Pkcs11Hsm implements Hsm {
         this.openSessions();
         await this.proveToken();
         this.forgetHandles();
+        await this.findMarks();
         return;
       } catch (e) {
         if (isPinRefused(e)) {
@@ -201,6 +202,7 @@ export class Pkcs11Hsm implements Hsm {
       this.forgetHandles();
       if (!this.probed) await this.probeOaep();
       await this.proveToken();
+      await this.findMarks();
     } catch (e) {
       const ckr = ckrCode(e);
       const reason = ckr === undefined ? (e as Error).message : ckrName(ckr);
@@ -241,6 +243,7 @@ export class Pkcs11Hsm implements Hsm {
       delete entry.copies;
     }
     this.recordHandles.clear();
+    this.markHandles = undefined;
   }
 
   /** Destroys this instance's session copies of a key (never its token objects). */
@@ -955,6 +958,84 @@ export class Pkcs11Hsm implements Hsm {
       this.onRecord(s, ref, (h) => this.lib.C_DestroyObject(s, h));
       this.recordHandles.delete(ref);
     });
+  }
+
+  /**
+   * The state mark (Hsm.readStateMark): a data object of its own application
+   * (the records' find never matches it) whose value is its CKA_LABEL, in
+   * hex. Not CKA_VALUE: PKCS#11 does not let a data object's value change
+   * after creation (SoftHSM2 2.6.1 answers CKR_ATTRIBUTE_READ_ONLY), while a
+   * label may change when CKA_MODIFIABLE is true. Its handles are found once
+   * per instance (one C_FindObjects pass) and cached; a stale handle
+   * (another gateway deleted it) is looked up again once.
+   */
+  private static readonly MARK_APPLICATION = 'kms-hsm-gateway/state-mark';
+  private markHandles: Handle[] | undefined;
+
+  private markTemplate(): Template {
+    return [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_APPLICATION, value: Pkcs11Hsm.MARK_APPLICATION },
+    ];
+  }
+
+  /**
+   * Finds the state mark as the instance opens: a find is a pass over every
+   * object on the token (~65 ms at 1,000 keys on SoftHSM2), which must not
+   * stall a lane thread under load the first time a background refresh
+   * round happens to read the mark on it.
+   */
+  private async findMarks(): Promise<void> {
+    await this.pool.use(
+      (s) => {
+        this.markHandles = this.findAll(s, this.markTemplate());
+      },
+      () => true,
+    );
+  }
+
+  /** Runs `op` on the known mark handles (found when not known yet); found afresh once when one is stale. */
+  private onMarks<T>(s: Handle, op: (handles: Handle[]) => T): T {
+    for (const refind of [false, true]) {
+      if (refind || this.markHandles === undefined || this.markHandles.length === 0) this.markHandles = this.findAll(s, this.markTemplate());
+      try {
+        return op(this.markHandles);
+      } catch (e) {
+        if (refind || disposition(e, false) !== 'handle') throw e;
+      }
+    }
+    throw new Error('unreachable');
+  }
+
+  readStateMark(): Promise<Buffer | undefined> {
+    return this.records((s) =>
+      this.onMarks(s, (handles) => {
+        if (handles.length === 0) return undefined;
+        const labels = handles.map((h) => (this.lib.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }])[0]?.value as Buffer).toString('utf8'));
+        return Buffer.from(labels.join(''), 'hex');
+      }),
+    );
+  }
+
+  writeStateMark(value: Buffer): Promise<void> {
+    const label = value.toString('hex');
+    return this.records((s) =>
+      this.onMarks(s, (handles) => {
+        if (handles.length > 0) {
+          for (const h of handles) this.lib.C_SetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL, value: label }]);
+          return;
+        }
+        this.markHandles = [
+          this.lib.C_CreateObject(s, [
+            ...this.markTemplate(),
+            { type: pkcs11js.CKA_LABEL, value: label },
+            { type: pkcs11js.CKA_PRIVATE, value: true },
+            { type: pkcs11js.CKA_MODIFIABLE, value: true },
+          ]),
+        ];
+      }),
+    );
   }
 
   // ---- plumbing -------------------------------------------------------

@@ -222,4 +222,10 @@ export class WorkerLane implements HsmLane {
   deleteRecord(ref: string): Promise<void> {
     return this.call('deleteRecord', [ref]);
   }
+  readStateMark(): Promise<Buffer | undefined> {
+    return this.call('readStateMark', []);
+  }
+  writeStateMark(value: Buffer): Promise<void> {
+    return this.call('writeStateMark', [value]);
+  }
 }
