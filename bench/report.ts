@@ -67,7 +67,7 @@ export interface BenchResult {
   /** Absent in results written before the reference servers were measured. */
   references?: ReferenceRun[];
   runs: LoadRun[];
-  keyScaling: { keysBefore: number; keysAfter: number; createSeconds: number; createFailures: number; before: LoadRun; after: LoadRun; ratio: number };
+  keyScaling: { keysBefore: number; keysAfter: number; createSeconds: number; settleSeconds?: number; createFailures: number; before: LoadRun; after: LoadRun; ratio: number };
   memory: { underLoad: ProcessPeak[]; soak: { run: LoadRun; processes: SoakProcess[] } };
   targets: Verdict[];
   files: { json: string; markdown: string; svg?: string };
@@ -216,7 +216,9 @@ export function renderMarkdown(r: BenchResult): string {
   out.push('## Keys on the token');
   out.push(
     `${k.keysAfter - k.keysBefore} keys created with CreateKey in ${f1(k.createSeconds)} s` +
-      `${k.createFailures > 0 ? ` (${k.createFailures} CreateKey calls failed and were tried again)` : ''}; then Encrypt 4 KB at 32 connections again:`,
+      `${k.createFailures > 0 ? ` (${k.createFailures} CreateKey calls failed and were tried again)` : ''}` +
+      `${k.settleSeconds === undefined ? '' : `; the gateway was idle again ${f1(k.settleSeconds)} s later (its other workers re-read the state and find the new keys' objects)`}` +
+      '; then Encrypt 4 KB at 32 connections again:',
   );
   out.push(table(['keys', ...loadHead], loadRows([k.before, k.after]).map((row, i) => [String([k.keysBefore, k.keysAfter][i]), ...row])));
   out.push(`Ratio ${k.keysAfter} keys / ${k.keysBefore} keys: ${f2(k.ratio)}.`);
