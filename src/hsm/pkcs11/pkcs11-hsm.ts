@@ -77,6 +77,11 @@ interface ScannedObject {
   id: string;
 }
 
+/** Blocks this thread for `ms` (a lane's worker thread; never the event loop of the main thread). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 const RSA_BITS = { RSA_2048: 2048, RSA_3072: 3072, RSA_4096: 4096 } as const;
 const HASH_MECH: Record<OaepHash, { hashAlg: number; mgf: number }> = {
   sha1: { hashAlg: pkcs11js.CKM_SHA_1, mgf: pkcs11js.CKG_MGF1_SHA1 },
@@ -533,7 +538,7 @@ export class Pkcs11Hsm implements Hsm {
 
   private findAll(s: Handle, template: Template): Handle[] {
     const { lib } = this;
-    lib.C_FindObjectsInit(s, template);
+    this.findInit(s, template);
     const handles: Handle[] = [];
     try {
       for (;;) {
@@ -547,10 +552,32 @@ export class Pkcs11Hsm implements Hsm {
     return handles;
   }
 
+  /**
+   * C_FindObjectsInit, tried up to FIND_TRIES times on CKR_GENERAL_ERROR a
+   * few ms apart. SoftHSM 2.6.1 reads every token object during the find,
+   * and answers CKR_GENERAL_ERROR when another process is rewriting one of
+   * them at that moment (the state mark, changed in place after every state
+   * change; measured: 1 to 5 failed CreateKey in 995 made by 4 clients on a
+   * 2-worker gateway). A find changes nothing, so trying again is safe.
+   */
+  private findInit(s: Handle, template: Template): void {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.lib.C_FindObjectsInit(s, template);
+        return;
+      } catch (e) {
+        if (attempt >= Pkcs11Hsm.FIND_TRIES || ckrCode(e) !== CKR.GENERAL_ERROR) throw e;
+        sleepSync(2 + Math.random() * 8);
+      }
+    }
+  }
+
+  private static readonly FIND_TRIES = 4;
+
   /** One C_FindObjects; caches the handle. Throws when the reference is ambiguous. */
   private find(s: Handle, entry: KeyEntry, kind: ObjectKind): Handle | undefined {
     const { lib } = this;
-    lib.C_FindObjectsInit(s, this.template(entry, kind));
+    this.findInit(s, this.template(entry, kind));
     let hits: Handle[];
     try {
       hits = lib.C_FindObjects(s, 2);
@@ -827,7 +854,7 @@ export class Pkcs11Hsm implements Hsm {
       .use(
         (s) => {
           for (const kind of kinds) {
-            this.lib.C_FindObjectsInit(s, this.template(entry, kind));
+            this.findInit(s, this.template(entry, kind));
             let hits: Handle[];
             try {
               hits = this.lib.C_FindObjects(s, 16);
@@ -1008,7 +1035,7 @@ export class Pkcs11Hsm implements Hsm {
     throw new Error('unreachable');
   }
 
-  readStateMark(): Promise<Buffer | undefined> {
+  private readMarkOnce(): Promise<Buffer | undefined> {
     return this.records((s) =>
       this.onMarks(s, (handles) => {
         if (handles.length === 0) return undefined;
@@ -1018,7 +1045,38 @@ export class Pkcs11Hsm implements Hsm {
     );
   }
 
-  writeStateMark(value: Buffer): Promise<void> {
+  /**
+   * Two processes changing the mark at the same moment: SoftHSM 2.6.1 answers
+   * one of them CKR_OBJECT_HANDLE_INVALID (or CKR_GENERAL_ERROR), the object
+   * being rewritten by the other. Tried up to MARK_TRIES times, a few ms apart
+   * (the mark moves either way; a lost write is a lost wake-up, caught at the
+   * next full refresh).
+   */
+  private static readonly MARK_TRIES = 5;
+
+  async writeStateMark(value: Buffer): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.writeMarkOnce(value);
+      } catch (e) {
+        if (attempt >= Pkcs11Hsm.MARK_TRIES) throw e;
+        await new Promise((r) => setTimeout(r, 2 + Math.random() * 18));
+      }
+    }
+  }
+
+  async readStateMark(): Promise<Buffer | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.readMarkOnce();
+      } catch (e) {
+        if (attempt >= Pkcs11Hsm.MARK_TRIES) throw e;
+        await new Promise((r) => setTimeout(r, 2 + Math.random() * 18));
+      }
+    }
+  }
+
+  private writeMarkOnce(value: Buffer): Promise<void> {
     const label = value.toString('hex');
     return this.records((s) =>
       this.onMarks(s, (handles) => {
