@@ -988,13 +988,19 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   /**
-   * The state mark (Hsm.readStateMark): a data object of its own application
-   * (the records' find never matches it) whose value is its CKA_LABEL, in
-   * hex. Not CKA_VALUE: PKCS#11 does not let a data object's value change
-   * after creation (SoftHSM2 2.6.1 answers CKR_ATTRIBUTE_READ_ONLY), while a
-   * label may change when CKA_MODIFIABLE is true. Its handles are found once
-   * per instance (one C_FindObjects pass) and cached; a stale handle
-   * (another gateway deleted it) is looked up again once.
+   * The state mark (Hsm.readStateMark): data objects of their own
+   * application (the records' find never matches them), never changed in
+   * place. A writer finds the current marks, creates a new one whose
+   * CKA_LABEL is the value (hex) and destroys the ones it found; a reader
+   * reads the labels of the marks it knows, and finds them again when one
+   * of them is gone (CKR_OBJECT_HANDLE_INVALID): that is the change it
+   * looks for. Changing one mark in place (C_SetAttributeValue on a
+   * modifiable label) made SoftHSM2 2.6.1 answer the other processes'
+   * writes CKR_OBJECT_HANDLE_INVALID and, now and then, their finds and key
+   * generation CKR_GENERAL_ERROR (1 to 5 failed CreateKey in 995 made by 4
+   * clients on a 2-worker gateway); creating and destroying objects from
+   * several processes at once is what records always did, without errors.
+   * Two writers at once leave two marks; the next writer destroys both.
    */
   private static readonly MARK_APPLICATION = 'kms-hsm-gateway/state-mark';
   private markHandles: Handle[] | undefined;
@@ -1008,7 +1014,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   /**
-   * Finds the state mark as the instance opens: a find is a pass over every
+   * Finds the state marks as the instance opens: a find is a pass over every
    * object on the token (~65 ms at 1,000 keys on SoftHSM2), which must not
    * stall a lane thread under load the first time a background refresh
    * round happens to read the mark on it.
@@ -1022,78 +1028,61 @@ export class Pkcs11Hsm implements Hsm {
     );
   }
 
-  /** Runs `op` on the known mark handles (found when not known yet); found afresh once when one is stale. */
-  private onMarks<T>(s: Handle, op: (handles: Handle[]) => T): T {
-    for (const refind of [false, true]) {
-      if (refind || this.markHandles === undefined || this.markHandles.length === 0) this.markHandles = this.findAll(s, this.markTemplate());
-      try {
-        return op(this.markHandles);
-      } catch (e) {
-        if (refind || disposition(e, false) !== 'handle') throw e;
-      }
-    }
-    throw new Error('unreachable');
+  private markLabels(s: Handle, handles: Handle[]): string[] {
+    return handles.map((h) => (this.lib.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }])[0]?.value as Buffer).toString('utf8'));
   }
 
-  private readMarkOnce(): Promise<Buffer | undefined> {
-    return this.records((s) =>
-      this.onMarks(s, (handles) => {
-        if (handles.length === 0) return undefined;
-        const labels = handles.map((h) => (this.lib.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }])[0]?.value as Buffer).toString('utf8'));
-        return Buffer.from(labels.join(''), 'hex');
-      }),
-    );
-  }
-
-  /**
-   * Two processes changing the mark at the same moment: SoftHSM 2.6.1 answers
-   * one of them CKR_OBJECT_HANDLE_INVALID (or CKR_GENERAL_ERROR), the object
-   * being rewritten by the other. Tried up to MARK_TRIES times, a few ms apart
-   * (the mark moves either way; a lost write is a lost wake-up, caught at the
-   * next full refresh).
-   */
-  private static readonly MARK_TRIES = 5;
-
-  async writeStateMark(value: Buffer): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.writeMarkOnce(value);
-      } catch (e) {
-        if (attempt >= Pkcs11Hsm.MARK_TRIES) throw e;
-        await new Promise((r) => setTimeout(r, 2 + Math.random() * 18));
-      }
-    }
-  }
-
-  async readStateMark(): Promise<Buffer | undefined> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.readMarkOnce();
-      } catch (e) {
-        if (attempt >= Pkcs11Hsm.MARK_TRIES) throw e;
-        await new Promise((r) => setTimeout(r, 2 + Math.random() * 18));
-      }
-    }
-  }
-
-  private writeMarkOnce(value: Buffer): Promise<void> {
-    const label = value.toString('hex');
-    return this.records((s) =>
-      this.onMarks(s, (handles) => {
-        if (handles.length > 0) {
-          for (const h of handles) this.lib.C_SetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL, value: label }]);
-          return;
+  readStateMark(): Promise<Buffer | undefined> {
+    return this.records((s) => {
+      let labels: string[] | undefined;
+      if (this.markHandles !== undefined && this.markHandles.length > 0) {
+        try {
+          labels = this.markLabels(s, this.markHandles);
+        } catch (e) {
+          // A mark destroyed by a writer: the state changed; find the current ones.
+          if (disposition(e, false) !== 'handle') throw e;
         }
-        this.markHandles = [
-          this.lib.C_CreateObject(s, [
-            ...this.markTemplate(),
-            { type: pkcs11js.CKA_LABEL, value: label },
-            { type: pkcs11js.CKA_PRIVATE, value: true },
-            { type: pkcs11js.CKA_MODIFIABLE, value: true },
-          ]),
-        ];
-      }),
-    );
+      }
+      if (labels === undefined) {
+        this.markHandles = this.findAll(s, this.markTemplate());
+        if (this.markHandles.length === 0) return undefined;
+        // A mark destroyed between the find and the read belongs to a writer that has already made its own.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            labels = this.markLabels(s, this.markHandles);
+            break;
+          } catch (e) {
+            if (attempt >= 3 || disposition(e, false) !== 'handle') throw e;
+            this.markHandles = this.findAll(s, this.markTemplate());
+          }
+        }
+      }
+      return Buffer.from(labels.sort().join(''), 'hex');
+    });
+  }
+
+  writeStateMark(value: Buffer): Promise<void> {
+    return this.records((s) => {
+      const older = this.findAll(s, this.markTemplate());
+      const created = this.lib.C_CreateObject(s, [
+        ...this.markTemplate(),
+        { type: pkcs11js.CKA_LABEL, value: value.toString('hex') },
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_MODIFIABLE, value: false },
+      ]);
+      for (const h of older) {
+        try {
+          this.lib.C_DestroyObject(s, h);
+        } catch {
+          // Destroyed by another writer meanwhile (SoftHSM2 2.6.1 answers that
+          // race with CKR_OBJECT_HANDLE_INVALID or CKR_GENERAL_ERROR). A mark
+          // left behind by any other failure is destroyed by the next writer;
+          // a reader that knew only that mark sees this change at its next
+          // full refresh (state.fullRefreshMs).
+        }
+      }
+      this.markHandles = [created];
+    });
   }
 
   // ---- plumbing -------------------------------------------------------
