@@ -119,17 +119,17 @@ export interface Hsm {
   /** Deletes a record; a record already gone is not an error. */
   deleteRecord(ref: string): Promise<void>;
   /**
-   * The state mark: one small value on the token, changed in place by every
-   * writer after it creates or deletes records, so that a reader learns
-   * whether any record changed by reading it alone. Listing the records is a
+   * The state mark: a small value on the token that every writer replaces
+   * after it creates or deletes records, so that a reader learns whether any
+   * record changed by reading it alone. Listing the records is a
    * C_FindObjects pass, linear in the token's objects (~65 ms at 2,000
    * objects on SoftHSM2 2.6.1); reading the mark is one attribute read.
    * Not a record: listRecords never lists it. Undefined when the token has
-   * no mark yet. Where two writers created marks at once, the value covers
-   * every mark this instance knows of.
+   * no mark yet. Where two writers replaced it at once, the value covers
+   * every mark on the token.
    */
   readStateMark(): Promise<Buffer | undefined>;
-  /** Sets the mark (every mark this instance knows of) to `value`, creating it when there is none. */
+  /** Replaces the mark (every mark on the token) with one of value `value`. */
   writeStateMark(value: Buffer): Promise<void>;
 
   /** What the token can do, for logs and the README. */
