@@ -324,13 +324,13 @@ export class GuardedHsm implements Hsm {
     return this.invoke('C_DestroyObject', (l) => l.lane.deleteRecord(ref));
   }
 
-  // A lane's first mark call finds the mark (one C_FindObjects pass): the records' longer deadline.
+  // A read finds the marks again when one is gone, a write always does (a C_FindObjects pass each): the records' longer deadline.
   readStateMark(): Promise<Buffer | undefined> {
     return this.invoke('C_GetAttributeValue', (l) => l.lane.readStateMark(), { deadlineMs: Math.max(this.opts.deadlineMs, 10_000) });
   }
 
   writeStateMark(value: Buffer): Promise<void> {
-    return this.invoke('C_SetAttributeValue', (l) => l.lane.writeStateMark(value), { deadlineMs: Math.max(this.opts.deadlineMs, 10_000) });
+    return this.invoke('C_CreateObject', (l) => l.lane.writeStateMark(value), { deadlineMs: Math.max(this.opts.deadlineMs, 10_000) });
   }
 
   describe(): HsmDescription {

@@ -28,7 +28,6 @@ export const HSM_MECHANISMS = [
   'C_GenerateRandom',
   'C_FindObjects',
   'C_GetAttributeValue',
-  'C_SetAttributeValue',
   'C_CreateObject',
   'C_DestroyObject',
   'probe',

@@ -555,10 +555,12 @@ export class Pkcs11Hsm implements Hsm {
   /**
    * C_FindObjectsInit, tried up to FIND_TRIES times on CKR_GENERAL_ERROR a
    * few ms apart. SoftHSM 2.6.1 reads every token object during the find,
-   * and answers CKR_GENERAL_ERROR when another process is rewriting one of
-   * them at that moment (the state mark, changed in place after every state
-   * change; measured: 1 to 5 failed CreateKey in 995 made by 4 clients on a
-   * 2-worker gateway). A find changes nothing, so trying again is safe.
+   * and answered CKR_GENERAL_ERROR when another process was rewriting one of
+   * them at that moment. That was seen while the state mark was changed in
+   * place (1 to 5 failed CreateKey in 995 by 4 clients on 2 workers); the
+   * gateway no longer changes any object in place, so this guards only
+   * against other software on the token doing so. A find changes nothing,
+   * so trying again is safe.
    */
   private findInit(s: Handle, template: Template): void {
     for (let attempt = 1; ; attempt++) {
