@@ -78,8 +78,8 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
   // The credentials file too (refused when group or others may read it); followed once listening.
   const credentials = CredentialStore.load(config.auth.credentialsFile, log);
   const channel = opts.cluster;
-  // An audit file is appended to by each worker (O_APPEND writes of whole lines); stdout goes through the primary.
-  const audit = openAuditSink(config.audit.file, log, channel?.audit);
+  // Each cluster worker writes its own audit lines: O_APPEND writes of whole lines to a file, or whole-line writes of at most PIPE_BUF to stdout.
+  const audit = openAuditSink(config.audit.file, log);
   const metrics = createMetrics();
   // The primary aggregates this worker's registry for /metrics: constructing
   // an AggregatorRegistry is what makes prom-client answer the primary's requests.

@@ -8,8 +8,6 @@
 export type WorkerMessage =
   /** Listening; the primary announces the gateway once every worker is. */
   | { type: 'kmsgw:listening'; port: number; url: string; keys: number; hsm: unknown; pinRefused: boolean }
-  /** Audit lines (newline-terminated) for the primary's stdout. */
-  | { type: 'kmsgw:audit'; text: string }
   /** GET /metrics arrived here: the primary answers with every worker's metrics, aggregated. */
   | { type: 'kmsgw:metrics'; id: number }
   /** This worker committed a key state change: every other worker must re-read the state before its client is answered. */

@@ -4,7 +4,6 @@
  * they share the listening socket), and is the one place that
  *
  * - announces the gateway once every worker listens;
- * - writes the audit lines of every worker to stdout (stdout's sink);
  * - answers a worker's GET /metrics with every worker's metrics aggregated
  *   (prom-client's AggregatorRegistry: counters and histograms summed,
  *   gauges as each declares in src/metrics/metrics.ts);
@@ -84,9 +83,6 @@ export function runPrimary({ workers, log }: PrimaryOptions): void {
     if (!isKmsgwMessage(raw)) return;
     const m = raw as WorkerMessage;
     switch (m.type) {
-      case 'kmsgw:audit':
-        process.stdout.write(m.text);
-        return;
       case 'kmsgw:metrics':
         aggregator.clusterMetrics().then(
           (text) => send(w, { type: 'kmsgw:metrics', id: m.id, text }),

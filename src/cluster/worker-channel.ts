@@ -1,6 +1,6 @@
 /**
- * A gateway worker's side of the cluster channel (see primary.ts): audit
- * lines and metric scrapes go to the primary, and key state changes are
+ * A gateway worker's side of the cluster channel (see primary.ts): metric
+ * scrapes go to the primary, and key state changes are
  * published so that every worker sees them before the client that made
  * them gets its answer (read-your-writes across the workers: a client's
  * next request may land on any worker).
@@ -12,8 +12,6 @@ import { isKmsgwMessage, type PrimaryMessage, type WorkerMessage } from './messa
 const REPLY_TIMEOUT_MS = 5_000;
 
 export interface ClusterChannel {
-  /** Writes audit text (whole lines) through the primary's stdout. */
-  audit(text: string): void;
   /** Every worker's metrics, aggregated by the primary (Prometheus text format). */
   metrics(): Promise<string>;
   /** Resolves when every other worker has re-read the key state (or could not within the timeout). */
@@ -70,7 +68,6 @@ export function workerChannel(): ClusterChannel {
     }
   });
   return {
-    audit: (text) => post({ type: 'kmsgw:audit', text }),
     async metrics() {
       const m = await ask((id) => ({ type: 'kmsgw:metrics', id }));
       if (m.type !== 'kmsgw:metrics' || m.text === undefined) throw new Error(`cluster metrics failed: ${m.type === 'kmsgw:metrics' ? m.error : m.type}`);

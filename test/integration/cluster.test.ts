@@ -105,6 +105,31 @@ describe('a gateway of two worker processes (node:cluster)', function () {
     expect(await count()).to.equal(before + 2 * FRESH);
   });
 
+  it('every worker writes its own audit lines to the shared stdout, and lines written at once by both stay whole', async function () {
+    // Many requests at once over fresh connections: both workers answer some and flush their lines in the same moments.
+    const ids = (
+      await Promise.all(
+        Array.from({ length: 4 * FRESH }, async () => {
+          const kms = kmsClient(gw.url);
+          try {
+            const out = await kms.send(new EncryptCommand({ KeyId: 'alias/demo-aes', Plaintext: Buffer.from('audited'), EncryptionContext: { ['x'.repeat(200)]: 'v' } }));
+            return out.$metadata.requestId ?? '';
+          } finally {
+            kms.destroy();
+          }
+        }),
+      )
+    ).filter((id) => id !== '');
+    expect(ids).to.have.length(4 * FRESH);
+    const lineOf = (id: string) => gw.logs().split('\n').find((l) => l.includes(`"requestId":"${id}"`));
+    await waitFor('an audit line for every request', async () => (ids.every((id) => lineOf(id) !== undefined) ? true : undefined), 10_000);
+    for (const id of ids) {
+      const line = JSON.parse(lineOf(id) ?? '') as { operation: string; outcome: string; encryptionContextKeys: string[] };
+      expect(line).to.include({ operation: 'Encrypt', outcome: 'success' });
+      expect(line.encryptionContextKeys).to.deep.equal(['x'.repeat(200)]);
+    }
+  });
+
   it('SIGHUP re-reads the credentials file in every worker: a removed access key is refused on every connection', async function () {
     const file = join(gw.token.dir, 'credentials.json');
     const original = readFileSync(file, 'utf8');
