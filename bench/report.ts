@@ -14,6 +14,8 @@ export interface TokenRate {
 export interface TokenLimits {
   aesOneProcess: TokenRate;
   aesProcesses: { processes: number; rate: number; perProcess: TokenRate[] };
+  /** The one-process rate on an in-token session copy of the key (hsm.sessionKeyCopies): not the limit the targets use. */
+  aesCopyOneProcess?: TokenRate;
   aesGuarded: TokenRate & { inFlight: number };
   rsaDecryptOneProcess: TokenRate;
 }
@@ -157,7 +159,10 @@ export function renderMarkdown(r: BenchResult): string {
       [
         ['token one-process limit: AES-256-GCM encrypt 4 KB, Pkcs11Hsm, sync, back to back', f0(token.aesOneProcess.rate)],
         [`token ${P}-process limit: the same in ${P} processes at once (sum)`, f0(token.aesProcesses.rate)],
-        [`GuardedHsm (worker-thread lanes, the gateway's path), ${token.aesGuarded.inFlight} in flight, one process`, f0(token.aesGuarded.rate)],
+        ...(token.aesCopyOneProcess === undefined
+          ? []
+          : [['the same on an in-token session copy of the key (hsm.sessionKeyCopies, on in config/default.json; not the limit the ratios use)', f0(token.aesCopyOneProcess.rate)]]),
+        [`GuardedHsm (worker-thread lanes, the gateway's path, the config's sessionKeyCopies), ${token.aesGuarded.inFlight} in flight, one process`, f0(token.aesGuarded.rate)],
         ['token RSA-2048 decrypt one-process rate (OAEP-SHA-256)', f0(token.rsaDecryptOneProcess.rate)],
       ],
     ),

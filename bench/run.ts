@@ -108,11 +108,13 @@ async function tokenLimits(dataDir: string): Promise<BenchResult['token']> {
   const per: TokenRate[] = await Promise.all(Array.from({ length: settings.workers }, () => tokenChild('aes', dataDir, s, start)));
   const aesProcesses = { processes: settings.workers, rate: per.reduce((a, r) => a + r.rate, 0), perProcess: per };
   say(`token ${settings.workers}-process limit: ${fmt(aesProcesses.rate)}/s`);
+  const { inFlight: _copy, ...aesCopyOneProcess } = await tokenChild('aes-copy', dataDir, s, 0);
+  say(`token one-process rate on a session copy of the key: ${fmt(aesCopyOneProcess.rate)}/s`);
   const aesGuarded = await tokenChild('aes-guarded', dataDir, s, 0);
   say(`GuardedHsm, ${aesGuarded.inFlight} in flight: ${fmt(aesGuarded.rate)}/s`);
   const { inFlight: _rsa, ...rsaDecryptOneProcess } = await tokenChild('rsa-decrypt', dataDir, s, 0);
   say(`token RSA-2048 decrypt one-process rate: ${fmt(rsaDecryptOneProcess.rate)}/s`);
-  return { aesOneProcess, aesProcesses, aesGuarded, rsaDecryptOneProcess };
+  return { aesOneProcess, aesProcesses, aesCopyOneProcess, aesGuarded, rsaDecryptOneProcess };
 }
 
 // ---- reference servers: bare node:http under the same load ------------------------

@@ -8,6 +8,9 @@
  * MODE:
  *   setup        creates the bench keys (AES-256, RSA-2048) on the token if missing
  *   aes          Pkcs11Hsm, one session, AES-256-GCM encrypts of 4 KB back to back
+ *                on the token key object (the token's own limit)
+ *   aes-copy     the same on an in-token session copy of the key
+ *                (hsm.sessionKeyCopies, which config/default.json turns on)
  *   aes-guarded  openPkcs11Hsm (GuardedHsm over worker-thread lanes, the
  *                gateway's own path), 32 encrypts of 4 KB in flight
  *   rsa-decrypt  Pkcs11Hsm, RSA-2048 OAEP-SHA-256 decrypts back to back
@@ -57,7 +60,7 @@ async function main(): Promise<void> {
   const [mode = '', dataDir = '', seconds = '0', startAt = '0'] = process.argv.slice(2);
   const config = loadConfig({ path: join(ROOT, 'config', 'default.json'), dataDir });
   const pin = readPin(config.hsm.pin, process.env);
-  const direct = () => Pkcs11Hsm.open({ module: config.hsm.module, token: config.hsm.token, pin, sessionPoolSize: 1, log });
+  const direct = (sessionKeyCopies = false) => Pkcs11Hsm.open({ module: config.hsm.module, token: config.hsm.token, pin, sessionPoolSize: 1, sessionKeyCopies, log });
 
   let hsm: Hsm;
   let op: () => Promise<unknown>;
@@ -76,7 +79,8 @@ async function main(): Promise<void> {
       return;
     }
     case 'aes':
-      hsm = await direct();
+    case 'aes-copy':
+      hsm = await direct(mode === 'aes-copy');
       await ready(hsm, BENCH_AES);
       op = aes;
       break;

@@ -25,7 +25,9 @@ describe('a key object deleted from the token behind the gateway\'s back', funct
       ...defaultConfig(),
       keys: [tableKey(gone, 'del-gone'), tableKey(kept, 'del-kept')],
     };
-    (config['hsm'] as Record<string, unknown>)['circuitFailureThreshold'] = 3;
+    // The schema's default (no session copies), which a production HSM runs with: config/default.json
+    // turns copies on for SoftHSM2's speed, and a copy would outlive the token object (session-key-copies.test.ts).
+    config['hsm'] = { ...(config['hsm'] as Record<string, unknown>), circuitFailureThreshold: 3, sessionKeyCopies: false };
     gw = await startGateway({ token, config });
     kms = kmsClient(gw.url);
     // Warm both keys on every lane's cache first: the gateway holds the object handles.

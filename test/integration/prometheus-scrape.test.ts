@@ -47,7 +47,12 @@ describe('a real Prometheus scraping a real gateway', function () {
     const token = makeToken('kmsgw-dev');
     gw = await startGateway({
       token,
-      config: { ...defaultConfig(), keys: [tableKey(DOOMED, DOOMED_LABEL, { aliases: ['alias/prom-doomed'] }), tableKey(HEALTHY, 'prom-healthy-aes')] },
+      config: {
+        ...defaultConfig(),
+        // No session copies (the schema's default): a copy would outlive the deleted token object.
+        hsm: { ...(defaultConfig()['hsm'] as Record<string, unknown>), sessionKeyCopies: false },
+        keys: [tableKey(DOOMED, DOOMED_LABEL, { aliases: ['alias/prom-doomed'] }), tableKey(HEALTHY, 'prom-healthy-aes')],
+      },
     });
     const kms = kmsClient(gw.url);
     const encrypt = (KeyId: string) =>
