@@ -27,6 +27,7 @@ import type { RsaKeySpec } from '../../config/config.js';
 import type { AesGcmSealed, FindKeyResult, Hsm, HsmDescription, HsmRecordRef, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
 import { oaepDecode, oaepEncode } from '../oaep.js';
 import { CKR, ckrCode, ckrName, disposition, isCopyRefused, isPinRefused } from './ckr.js';
+import { createWithRetry, type CreateRetryHooks } from './create-retry.js';
 import { SessionPool } from './session-pool.js';
 
 type Handle = Buffer;
@@ -611,6 +612,15 @@ export class Pkcs11Hsm implements Hsm {
       throw new KMSInternalException(`${req.displayName}: token key has ${info.modulusBytes * 8} bits, key spec is ${req.keySpec}`);
   }
 
+  /** createWithRetry's hooks on this instance: a warning per new try (the object's name and nothing else), a pause on the lane thread. */
+  private createRetryHooks(what: string, leftBehind: () => boolean): CreateRetryHooks {
+    return {
+      leftBehind,
+      pause: sleepSync,
+      retrying: (attempt) => this.opts.log.warn({ object: what, attempt }, 'the token answered CKR_GENERAL_ERROR creating an object and left nothing behind; trying again'),
+    };
+  }
+
   private async generate(entry: KeyEntry): Promise<void> {
     const { req } = entry;
     const common: Template = [{ type: pkcs11js.CKA_TOKEN, value: true }];
@@ -621,8 +631,9 @@ export class Pkcs11Hsm implements Hsm {
       { type: pkcs11js.CKA_SENSITIVE, value: true },
       { type: pkcs11js.CKA_EXTRACTABLE, value: false },
     ];
+    const kinds: ObjectKind[] = req.keySpec === 'SYMMETRIC_DEFAULT' ? ['secret'] : ['priv', 'pub'];
     await this.pool.use(
-      async (s) => {
+      async (s) => createWithRetry(() => {
         if (req.keySpec === 'SYMMETRIC_DEFAULT') {
           entry.secret = this.lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
             ...common,
@@ -658,7 +669,7 @@ export class Pkcs11Hsm implements Hsm {
         );
         entry.priv = pair.privateKey;
         entry.pub = pair.publicKey;
-      },
+      }, this.createRetryHooks(req.displayName, () => kinds.some((k) => this.findAll(s, this.template(entry, k)).length > 0))),
       () => true,
     );
     this.opts.log.info({ key: req.displayName, keySpec: req.keySpec }, 'generated key material on the token');
@@ -971,12 +982,11 @@ export class Pkcs11Hsm implements Hsm {
 
   createRecord(label: string, value: Buffer): Promise<string> {
     return this.records((s) => {
-      const h = this.lib.C_CreateObject(s, [
-        ...this.recordTemplate(label),
-        { type: pkcs11js.CKA_PRIVATE, value: true },
-        { type: pkcs11js.CKA_MODIFIABLE, value: false },
-        { type: pkcs11js.CKA_VALUE, value },
-      ]);
+      const template = this.recordTemplate(label);
+      const h = createWithRetry(
+        () => this.lib.C_CreateObject(s, [...template, { type: pkcs11js.CKA_PRIVATE, value: true }, { type: pkcs11js.CKA_MODIFIABLE, value: false }, { type: pkcs11js.CKA_VALUE, value }]),
+        this.createRetryHooks(`record ${label}`, () => this.findAll(s, template).length > 0),
+      );
       this.recordHandles.set(label, h);
       return label;
     });

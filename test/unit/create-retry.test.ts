@@ -1,0 +1,61 @@
+import { expect } from 'chai';
+import pkcs11js from 'pkcs11js';
+import { CREATE_TRIES, createWithRetry } from '../../src/hsm/pkcs11/create-retry.js';
+
+const general = () => new pkcs11js.Pkcs11Error('CKR_GENERAL_ERROR', pkcs11js.CKR_GENERAL_ERROR, 'C_GenerateKey');
+
+/** A creation that fails `failures` times with `error`, then answers handle 42. */
+function flaky(failures: number, error: () => unknown = general) {
+  let calls = 0;
+  return {
+    create: () => {
+      calls++;
+      if (calls <= failures) throw error();
+      return 42;
+    },
+    calls: () => calls,
+  };
+}
+
+describe('creating a token object when SoftHSM2 answers CKR_GENERAL_ERROR now and then (SoftHSMv2 #573)', function () {
+  const hooks = (leftBehind = false) => {
+    const seen = { pauses: 0, retries: [] as number[] };
+    return { seen, hooks: { leftBehind: () => leftBehind, pause: () => void seen.pauses++, retrying: (a: number) => void seen.retries.push(a) } };
+  };
+
+  it('tries again, after a pause, when the failed call left nothing on the token', function () {
+    const op = flaky(1);
+    const { seen, hooks: h } = hooks(false);
+    expect(createWithRetry(op.create, h)).to.equal(42);
+    expect(op.calls()).to.equal(2);
+    expect(seen).to.deep.equal({ pauses: 1, retries: [1] });
+  });
+
+  it('never tries again when an object of that label is on the token: it may be another gateway\'s key, and nothing is destroyed', function () {
+    const op = flaky(1);
+    const { seen, hooks: h } = hooks(true);
+    expect(() => createWithRetry(op.create, h)).to.throw(pkcs11js.Pkcs11Error);
+    expect(op.calls()).to.equal(1);
+    expect(seen.retries).to.deep.equal([]);
+  });
+
+  it(`gives up after ${CREATE_TRIES} tries and throws the token's error as it was`, function () {
+    const op = flaky(10);
+    const { seen, hooks: h } = hooks(false);
+    expect(() => createWithRetry(op.create, h)).to.throw('CKR_GENERAL_ERROR');
+    expect(op.calls()).to.equal(CREATE_TRIES);
+    expect(seen.retries).to.deep.equal(Array.from({ length: CREATE_TRIES - 1 }, (_, i) => i + 1));
+  });
+
+  it('does not try again for any other code, nor for an error that is not the token\'s', function () {
+    for (const error of [
+      () => new pkcs11js.Pkcs11Error('CKR_DEVICE_ERROR', pkcs11js.CKR_DEVICE_ERROR, 'C_GenerateKey'),
+      () => new pkcs11js.Pkcs11Error('CKR_TEMPLATE_INCONSISTENT', pkcs11js.CKR_TEMPLATE_INCONSISTENT, 'C_CreateObject'),
+      () => new Error('something else'),
+    ]) {
+      const op = flaky(1, error);
+      expect(() => createWithRetry(op.create, hooks(false).hooks)).to.throw();
+      expect(op.calls()).to.equal(1);
+    }
+  });
+});
