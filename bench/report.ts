@@ -161,7 +161,7 @@ export function renderMarkdown(r: BenchResult): string {
         [`token ${P}-process limit: the same in ${P} processes at once (sum)`, f0(token.aesProcesses.rate)],
         ...(token.aesCopyOneProcess === undefined
           ? []
-          : [['the same on an in-token session copy of the key (hsm.sessionKeyCopies, on in config/default.json; not the limit the ratios use)', f0(token.aesCopyOneProcess.rate)]]),
+          : [['token one-process rate on an in-token session copy of the key (hsm.sessionKeyCopies, on in config/default.json; not the limit the ratios use)', f0(token.aesCopyOneProcess.rate)]]),
         [`GuardedHsm (worker-thread lanes, the gateway's path, the config's sessionKeyCopies), ${token.aesGuarded.inFlight} in flight, one process`, f0(token.aesGuarded.rate)],
         ['token RSA-2048 decrypt one-process rate (OAEP-SHA-256)', f0(token.rsaDecryptOneProcess.rate)],
       ],
