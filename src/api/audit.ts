@@ -147,9 +147,11 @@ export function wholeLineChunks(text: string, max = ATOMIC_WRITE_BYTES): string[
 /**
  * stdout (a pipe to a log collector, typically). Every cluster worker
  * writes to the stdout it inherited from the primary, in whole-line writes
- * of at most ATOMIC_WRITE_BYTES. (Relaying each worker's lines through the
- * primary instead cost the primary ~20 us of CPU per request, on the same
- * two cores as the workers.) Lines are gathered during one turn of the
+ * of at most ATOMIC_WRITE_BYTES, and only one at a time: Node's stream
+ * would otherwise gather writes queued behind a slow pipe into one writev,
+ * which the pipe may split anywhere. (Relaying each worker's lines through
+ * the primary instead cost the primary ~20 us of CPU per request, on the
+ * same two cores as the workers.) Lines are gathered during one turn of the
  * event loop and written together: one write per turn instead of one per
  * request.
  */
@@ -158,9 +160,16 @@ class StdoutSink implements AuditSink {
   private broken = false;
   private queued = '';
   private flushScheduled = false;
+  /** Pieces cut from the queued lines, waiting for the write in flight. */
+  private pieces: string[] = [];
+  private writing = false;
+  /** Called when the last piece has been written (close() waits for it). */
+  private idle: (() => void) | undefined;
   private readonly onError = (e: unknown) => {
     this.broken = true;
     this.failures.fail(e);
+    this.failures.dropped += this.pieces.reduce((n, p) => n + p.split('\n').length - 1, 0);
+    this.pieces = [];
   };
 
   constructor(private readonly log: Logger) {
@@ -186,21 +195,44 @@ class StdoutSink implements AuditSink {
     const text = this.queued;
     this.queued = '';
     if (text === '' || this.broken) return;
+    for (const piece of wholeLineChunks(text)) this.pieces.push(piece);
+    this.pump();
+  }
+
+  /** Writes the next piece once the one in flight has been handed to the OS. */
+  private pump(): void {
+    if (this.writing) return;
+    const piece = this.pieces.shift();
+    if (piece === undefined || this.broken) {
+      this.idle?.();
+      return;
+    }
+    this.writing = true;
     try {
-      for (const piece of wholeLineChunks(text)) process.stdout.write(piece);
+      process.stdout.write(piece, (err) => {
+        this.writing = false;
+        if (err) this.onError(err);
+        this.pump();
+      });
     } catch (e) {
+      this.writing = false;
       this.onError(e);
+      this.idle?.();
     }
   }
 
   close(): Promise<void> {
     this.flush();
-    if (this.failures.dropped > 0) this.log.warn({ where: 'stdout', dropped: this.failures.dropped }, 'audit lines lost');
     return new Promise((resolve) => {
-      if (this.broken) return resolve();
+      const done = () => {
+        this.idle = undefined;
+        if (this.failures.dropped > 0) this.log.warn({ where: 'stdout', dropped: this.failures.dropped }, 'audit lines lost');
+        resolve();
+      };
       // Resolves once what was queued has been handed to the OS. The error
       // listener stays: a late EPIPE must not kill a process that is stopping.
-      process.stdout.write('', () => resolve());
+      if (this.broken || (!this.writing && this.pieces.length === 0)) return done();
+      this.idle = done;
     });
   }
 }
