@@ -27,7 +27,7 @@ import type { RsaKeySpec } from '../../config/config.js';
 import type { AesGcmSealed, FindKeyResult, Hsm, HsmDescription, HsmRecordRef, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
 import { oaepDecode, oaepEncode } from '../oaep.js';
 import { CKR, ckrCode, ckrName, disposition, isCopyRefused, isPinRefused } from './ckr.js';
-import { createWithRetry, type CreateRetryHooks } from './create-retry.js';
+import { createWithRetry, FIND_TRIES, retryGeneralError, type CreateRetryHooks } from './transient-retry.js';
 import { SessionPool } from './session-pool.js';
 
 type Handle = Buffer;
@@ -553,29 +553,10 @@ export class Pkcs11Hsm implements Hsm {
     return handles;
   }
 
-  /**
-   * C_FindObjectsInit, tried up to FIND_TRIES times on CKR_GENERAL_ERROR a
-   * few ms apart. SoftHSM 2.6.1 reads every token object during the find,
-   * and answered CKR_GENERAL_ERROR when another process was rewriting one of
-   * them at that moment. That was seen while the state mark was changed in
-   * place (1 to 5 failed CreateKey in 995 by 4 clients on 2 workers); the
-   * gateway no longer changes any object in place, so this guards only
-   * against other software on the token doing so. A find changes nothing,
-   * so trying again is safe.
-   */
+  /** C_FindObjectsInit, tried again on SoftHSM2's transient CKR_GENERAL_ERROR (transient-retry.ts). */
   private findInit(s: Handle, template: Template): void {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        this.lib.C_FindObjectsInit(s, template);
-        return;
-      } catch (e) {
-        if (attempt >= Pkcs11Hsm.FIND_TRIES || ckrCode(e) !== CKR.GENERAL_ERROR) throw e;
-        sleepSync(2 + Math.random() * 8);
-      }
-    }
+    retryGeneralError(() => this.lib.C_FindObjectsInit(s, template), FIND_TRIES, { pause: sleepSync });
   }
-
-  private static readonly FIND_TRIES = 4;
 
   /** One C_FindObjects; caches the handle. Throws when the reference is ambiguous. */
   private find(s: Handle, entry: KeyEntry, kind: ObjectKind): Handle | undefined {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import pkcs11js from 'pkcs11js';
-import { CREATE_TRIES, createWithRetry } from '../../src/hsm/pkcs11/create-retry.js';
+import { CREATE_TRIES, createWithRetry, FIND_TRIES, retryGeneralError } from '../../src/hsm/pkcs11/transient-retry.js';
 
 const general = () => new pkcs11js.Pkcs11Error('CKR_GENERAL_ERROR', pkcs11js.CKR_GENERAL_ERROR, 'C_GenerateKey');
 
@@ -57,5 +57,14 @@ describe('creating a token object when SoftHSM2 answers CKR_GENERAL_ERROR now an
       expect(() => createWithRetry(op.create, hooks(false).hooks)).to.throw();
       expect(op.calls()).to.equal(1);
     }
+  });
+
+  it(`tries a find (which changes nothing) up to ${FIND_TRIES} times, with nothing to check in between`, function () {
+    const op = flaky(FIND_TRIES - 1);
+    let pauses = 0;
+    expect(retryGeneralError(op.create, FIND_TRIES, { pause: () => void pauses++ })).to.equal(42);
+    expect([op.calls(), pauses]).to.deep.equal([FIND_TRIES, FIND_TRIES - 1]);
+    const never = flaky(FIND_TRIES);
+    expect(() => retryGeneralError(never.create, FIND_TRIES, { pause: () => undefined })).to.throw('CKR_GENERAL_ERROR');
   });
 });
