@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { renderMarkdown, renderSvg, verdicts, type BenchResult, type LoadRun } from '../../bench/report.js';
-import { parseWrkOutput, slopeMbPerMin, summarizeRss, WRK_RESULT_MARKER } from '../../bench/stats.js';
+import { median, parseWrkOutput, slopeMbPerMin, summarizeRss, WRK_RESULT_MARKER } from '../../bench/stats.js';
 import { wrkScript, type WireRequest } from '../../bench/wrk.js';
 
 const WRK_LINE = `${WRK_RESULT_MARKER}{"requests":24000,"duration_us":8000000,"mean_us":2100.5,"p50_us":1800,"p90_us":3200,"p99_us":9500,"max_us":41000,"status":3,"connect":0,"read":1,"write":0,"timeout":2}`;
@@ -87,6 +87,12 @@ describe('the benchmark (bench/)', () => {
       expect(slopeMbPerMin([{ t: 0, mb: 1 }])).to.equal(0);
     });
 
+    it('takes the median of an odd and of an even count, and of none', () => {
+      expect(median([3, 1, 2])).to.equal(2);
+      expect(median([4, 1, 3, 2])).to.equal(2.5);
+      expect(median([])).to.be.NaN;
+    });
+
     it('reports the peak and the means of the first and the last 10 seconds', () => {
       const samples = Array.from({ length: 60 }, (_, t) => ({ t, mb: t < 10 ? 50 : t >= 50 ? 70 : 60 }));
       samples[30] = { t: 30, mb: 99 };
@@ -107,6 +113,19 @@ describe('the benchmark (bench/)', () => {
       expect(result({ afterRps: 11_000 }).targets[2]?.pass, '0.85').to.equal(false);
       expect(result({ peakMb: 200 }).targets[3]?.pass, '200 MB').to.equal(false);
       expect(result({ soakSlope: 2.5 }).targets[3]?.pass, 'growing').to.equal(false);
+    });
+
+    it('judges the key count by the median of the alternating pairs when the run has them, not by the two runs minutes apart', () => {
+      const r = result({ afterRps: 9_000 });
+      const pair = (first: 'few' | 'many', few: number, many: number) => ({ first, few: run('Encrypt 4 KB', 32, few), many: { ...run('Encrypt 4 KB', 32, many), keys: 1000 } });
+      const pairs = [pair('few', 10_000, 9_800), pair('many', 8_000, 6_400), pair('few', 11_000, 10_450)];
+      const keyScaling = { ...r.keyScaling, pairs, ratio: 0.95 };
+      const judged = verdicts({ ...r, keyScaling });
+      expect(judged[2]?.pass).to.equal(true);
+      expect(judged[2]?.measured).to.equal('median of 3 alternating pairs 0.95 (0.98, 0.80, 0.95)');
+      const md = renderMarkdown({ ...r, keyScaling, targets: judged });
+      expect(md).to.contain('| 2 | 1000 keys | 8,000 | 5.0 | 6,400 | 5.0 | 0.80 |');
+      expect(md).to.contain('Ratio 1000 keys / 5 keys: 0.95, the median of the pairs (the two runs above alone: 0.69).');
     });
 
     it('renders the table and a PASS/FAIL list with measured value and target', () => {
