@@ -18,6 +18,19 @@ export interface TokenLimits {
   aesCopyOneProcess?: TokenRate;
   aesGuarded: TokenRate & { inFlight: number };
   rsaDecryptOneProcess: TokenRate;
+  /**
+   * The limits the ratios use, read twice: before the gateway's runs and
+   * again after the gateway stopped; the fields above hold the higher of
+   * the two readings. Absent in results written before the second reading.
+   */
+  readings?: { start: TokenReading; end: TokenReading };
+}
+
+/** One reading of the limits the ratios divide by (ops/s). */
+export interface TokenReading {
+  aesOneProcess: number;
+  aesProcesses: number;
+  rsaDecryptOneProcess: number;
 }
 
 export interface ProcessPeak {
@@ -189,6 +202,15 @@ export function renderMarkdown(r: BenchResult): string {
       ],
     ),
   );
+  if (token.readings !== undefined) {
+    const { start, end } = token.readings;
+    out.push(
+      `The limits the ratios divide by were read twice, before the gateway's runs and again after the gateway stopped ` +
+        `(AES one-process ${f0(start.aesOneProcess)} then ${f0(end.aesOneProcess)}/s, ${P}-process ${f0(start.aesProcesses)} then ${f0(end.aesProcesses)}/s, ` +
+        `RSA-2048 decrypt ${f0(start.rsaDecryptOneProcess)} then ${f0(end.rsaDecryptOneProcess)}/s); the table and every ratio use the higher reading. ` +
+        `The machine's speed drifts over a run, and a reading taken in a slow spell would flatter every ratio.`,
+    );
+  }
   if (r.references !== undefined && r.references.length > 0) {
     const enc = findRun(r.runs, 'Encrypt 4 KB', 32);
     out.push(`## Reference servers (bare node:http, ${P} processes, the same Encrypt 4 KB load at 32 connections)`);

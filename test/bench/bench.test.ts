@@ -128,6 +128,14 @@ describe('the benchmark (bench/)', () => {
       expect(md).to.contain('Ratio 1000 keys / 5 keys: 0.95, the median of the pairs (the two runs above alone: 0.69).');
     });
 
+    it('says when the token limits were read twice, and that the ratios use the higher reading', () => {
+      const r = result();
+      expect(renderMarkdown(r)).not.to.contain('were read twice');
+      const readings = { start: { aesOneProcess: 10_876, aesProcesses: 24_121, rsaDecryptOneProcess: 1_129 }, end: { aesOneProcess: 20_000, aesProcesses: 36_000, rsaDecryptOneProcess: 1_700 } };
+      const md = renderMarkdown({ ...r, token: { ...r.token, readings } });
+      expect(md).to.contain('(AES one-process 10,876 then 20,000/s, 2-process 24,121 then 36,000/s, RSA-2048 decrypt 1,129 then 1,700/s); the table and every ratio use the higher reading.');
+    });
+
     it('renders the table and a PASS/FAIL list with measured value and target', () => {
       const md = renderMarkdown(result({ encryptRps: 1_000 }));
       expect(md).to.contain('| Encrypt 4 KB | 32 | 1,000 |');
