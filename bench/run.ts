@@ -98,9 +98,9 @@ async function tokenChild(mode: string, dataDir: string, seconds: number, startA
   return { ops: r.ops, seconds: r.seconds, rate: r.rate, inFlight: r.inFlight };
 }
 
-async function tokenLimits(dataDir: string): Promise<BenchResult['token']> {
+/** The AES limits the ratios use: one process, then P processes measuring the same window. */
+async function aesLimits(dataDir: string): Promise<Pick<BenchResult['token'], 'aesOneProcess' | 'aesProcesses'>> {
   const s = settings.seconds;
-  await tokenChild('setup', dataDir, 0, 0);
   // Each child opens the token and warms up first; P children start measuring at the same moment.
   const { inFlight: _one, ...aesOneProcess } = await tokenChild('aes', dataDir, s, 0);
   say(`token one-process limit (AES-GCM 4 KB): ${fmt(aesOneProcess.rate)}/s`);
@@ -108,13 +108,26 @@ async function tokenLimits(dataDir: string): Promise<BenchResult['token']> {
   const per: TokenRate[] = await Promise.all(Array.from({ length: settings.workers }, () => tokenChild('aes', dataDir, s, start)));
   const aesProcesses = { processes: settings.workers, rate: per.reduce((a, r) => a + r.rate, 0), perProcess: per };
   say(`token ${settings.workers}-process limit: ${fmt(aesProcesses.rate)}/s`);
+  return { aesOneProcess, aesProcesses };
+}
+
+/** The RSA rate the RSA-2048 Decrypt ratio uses. */
+async function rsaLimit(dataDir: string): Promise<TokenRate> {
+  const { inFlight: _rsa, ...rsaDecryptOneProcess } = await tokenChild('rsa-decrypt', dataDir, settings.seconds, 0);
+  say(`token RSA-2048 decrypt one-process rate: ${fmt(rsaDecryptOneProcess.rate)}/s`);
+  return rsaDecryptOneProcess;
+}
+
+async function tokenLimits(dataDir: string): Promise<BenchResult['token']> {
+  const s = settings.seconds;
+  await tokenChild('setup', dataDir, 0, 0);
+  const aes = await aesLimits(dataDir);
   const { inFlight: _copy, ...aesCopyOneProcess } = await tokenChild('aes-copy', dataDir, s, 0);
   say(`token one-process rate on a session copy of the key: ${fmt(aesCopyOneProcess.rate)}/s`);
   const aesGuarded = await tokenChild('aes-guarded', dataDir, s, 0);
   say(`GuardedHsm, ${aesGuarded.inFlight} in flight: ${fmt(aesGuarded.rate)}/s`);
-  const { inFlight: _rsa, ...rsaDecryptOneProcess } = await tokenChild('rsa-decrypt', dataDir, s, 0);
-  say(`token RSA-2048 decrypt one-process rate: ${fmt(rsaDecryptOneProcess.rate)}/s`);
-  return { aesOneProcess, aesProcesses, aesCopyOneProcess, aesGuarded, rsaDecryptOneProcess };
+  const rsaDecryptOneProcess = await rsaLimit(dataDir);
+  return { ...aes, aesCopyOneProcess, aesGuarded, rsaDecryptOneProcess };
 }
 
 /**
@@ -127,13 +140,9 @@ async function tokenLimits(dataDir: string): Promise<BenchResult['token']> {
  * limit: a low one only says the machine was slow then.
  */
 async function recheckTokenLimits(dataDir: string, start: BenchResult['token']): Promise<BenchResult['token']> {
-  const s = settings.seconds;
-  const { inFlight: _one, ...aesOne } = await tokenChild('aes', dataDir, s, 0);
-  const at = Date.now() + 3000;
-  const per: TokenRate[] = await Promise.all(Array.from({ length: settings.workers }, () => tokenChild('aes', dataDir, s, at)));
-  const aesP = { processes: settings.workers, rate: per.reduce((a, r) => a + r.rate, 0), perProcess: per };
-  const { inFlight: _rsa, ...rsa } = await tokenChild('rsa-decrypt', dataDir, s, 0);
-  say(`token limits again, after the gateway stopped: AES one-process ${fmt(aesOne.rate)}/s, ${settings.workers}-process ${fmt(aesP.rate)}/s, RSA-2048 decrypt ${fmt(rsa.rate)}/s`);
+  say('the token limits again, after the gateway stopped:');
+  const { aesOneProcess: aesOne, aesProcesses: aesP } = await aesLimits(dataDir);
+  const rsa = await rsaLimit(dataDir);
   const higher = <T extends { rate: number }>(a: T, b: T): T => (b.rate > a.rate ? b : a);
   const reading = (t: Pick<BenchResult['token'], 'aesOneProcess' | 'aesProcesses' | 'rsaDecryptOneProcess'>) => ({
     aesOneProcess: t.aesOneProcess.rate,
@@ -149,10 +158,10 @@ async function recheckTokenLimits(dataDir: string, start: BenchResult['token']):
   };
 }
 
-/** A run's ratios over the final token limits (they were computed over the first reading while the bench ran). */
-function rerate(run: LoadRun, token: BenchResult['token']): LoadRun {
-  if (run.ratioProcesses !== undefined) return { ...run, ratioOneProcess: run.rps / token.aesOneProcess.rate, ratioProcesses: run.rps / token.aesProcesses.rate };
-  if (run.ratioOneProcess !== undefined) return { ...run, ratioOneProcess: run.rps / token.rsaDecryptOneProcess.rate };
+/** A run with its ratios over the token limits: symmetric workloads over the AES limits, RSA-2048 Decrypt over the RSA rate, none for the rest. */
+function rated(run: LoadRun, kind: Kind, token: BenchResult['token']): LoadRun {
+  if (kind === 'aes') return { ...run, ratioOneProcess: run.rps / token.aesOneProcess.rate, ratioProcesses: run.rps / token.aesProcesses.rate };
+  if (kind === 'rsa-decrypt') return { ...run, ratioOneProcess: run.rps / token.rsaDecryptOneProcess.rate };
   return run;
 }
 
@@ -469,7 +478,6 @@ async function load(
   const wrk = await runWrk(on.gateway.url, script, connections, seconds, CLOCK_TICKS, track);
   const usage = sampler.stop();
   const { wrkCpuSeconds, ...result } = wrk;
-  const { token } = ctx;
   const run: LoadRun = {
     ...result,
     workload: w.name,
@@ -478,8 +486,6 @@ async function load(
     gatewayCpuPercent: usage.cpuPercent,
     wrkCpuPercent: (wrkCpuSeconds / result.seconds) * 100,
     processes: usage.processes.map(({ pid, role, peakMb }) => ({ pid, role, peakMb })),
-    ...(w.kind === 'aes' ? { ratioOneProcess: result.rps / token.aesOneProcess.rate, ratioProcesses: result.rps / token.aesProcesses.rate } : {}),
-    ...(w.kind === 'rsa-decrypt' ? { ratioOneProcess: result.rps / token.rsaDecryptOneProcess.rate } : {}),
   };
   say(
     `${w.name} c${connections} (${on.keys} keys${on === ctx ? '' : ', the few-key gateway'}): ${fmt(run.rps)} req/s, p99 ${run.latencyMs.p99.toFixed(1)} ms, ` +
@@ -515,7 +521,7 @@ const KEY_PAIRS = quick ? 1 : 3;
  */
 const FEW_KEYS_WARM_UP_SECONDS = 2 * WARM_UP_SECONDS;
 
-async function pairedKeyRuns(ctx: Context, fewKeys: number, encrypt4k: Workload): Promise<NonNullable<BenchResult['keyScaling']['pairs']>> {
+async function pairedKeyRuns(ctx: Context, fewKeys: number, encrypt4k: Workload, cleanups: (() => Promise<void> | void)[]): Promise<NonNullable<BenchResult['keyScaling']['pairs']>> {
   const fewDir = join(ctx.dataDir, 'few-keys');
   mkdirSync(fewDir);
   const gateway = await startGateway(fewDir);
@@ -627,7 +633,7 @@ async function main(cleanups: (() => Promise<void> | void)[]): Promise<void> {
   const after = (await load(ctx, encrypt4k, 32, settings.seconds)).run;
   notePeaks(ctx, after);
   const before = runs.find((r) => r.workload === encrypt4k.name && r.connections === 32) as LoadRun;
-  const pairs = await pairedKeyRuns(ctx, keysBefore, encrypt4k);
+  const pairs = await pairedKeyRuns(ctx, keysBefore, encrypt4k, cleanups);
   const keyScaling = {
     keysBefore,
     keysAfter: ctx.keys,
@@ -646,17 +652,20 @@ async function main(cleanups: (() => Promise<void> | void)[]): Promise<void> {
   const soakProcesses = soak.sampler.processes.map((p) => ({ pid: p.pid, role: p.role, ...summarizeRss(p.samples), samples: p.samples }));
 
   await gateway.stop();
+  // Ratios only now, over the higher of the two readings of the limits.
   const limits = await recheckTokenLimits(dataDir, ctx.token);
+  const kindOf = new Map(all.map((w) => [w.name, w.kind]));
+  const rate = (r: LoadRun) => rated(r, kindOf.get(r.workload) ?? 'other', limits);
   const rerated = {
-    runs: runs.map((r) => rerate(r, limits)),
+    runs: runs.map(rate),
     keyScaling: {
       ...keyScaling,
-      before: rerate(keyScaling.before, limits),
-      rightAfterFill: rerate(keyScaling.rightAfterFill, limits),
-      after: rerate(keyScaling.after, limits),
-      pairs: keyScaling.pairs.map((p) => ({ ...p, few: rerate(p.few, limits), many: rerate(p.many, limits) })),
+      before: rate(keyScaling.before),
+      rightAfterFill: rate(keyScaling.rightAfterFill),
+      after: rate(keyScaling.after),
+      pairs: keyScaling.pairs.map((p) => ({ ...p, few: rate(p.few), many: rate(p.many) })),
     },
-    soak: rerate(soak.run, limits),
+    soak: rate(soak.run),
   };
 
   const files = {
