@@ -101,6 +101,13 @@ export interface BenchResult {
     pairs?: { first: 'few' | 'many'; few: LoadRun; many: LoadRun }[];
     /** With pairs: the median of the pairs' many/few ratios; without: after / before. */
     ratio: number;
+    /**
+     * The token alone on the same two tokens, taking turns the same way
+     * (token-limit aes-copy-state children, after both gateways stopped),
+     * and the median of its many/few ratios. Absent in older results.
+     */
+    tokenPairs?: { first: 'few' | 'many'; few: TokenRate; many: TokenRate }[];
+    tokenRatio?: number;
   };
   memory: { underLoad: ProcessPeak[]; soak: { run: LoadRun; processes: SoakProcess[] } };
   targets: Verdict[];
@@ -155,7 +162,8 @@ export function verdicts({ token, runs, keyScaling, memory }: Inputs): Verdict[]
       measured:
         keyScaling.pairs === undefined || keyScaling.pairs.length === 0
           ? `${f0(keyScaling.after.rps)} / ${f0(keyScaling.before.rps)} req/s = ${f2(keyScaling.ratio)}`
-          : `median of ${keyScaling.pairs.length} alternating pairs ${f2(keyScaling.ratio)} (${keyScaling.pairs.map((p) => f2(p.many.rps / p.few.rps)).join(', ')})`,
+          : `median of ${keyScaling.pairs.length} alternating pairs ${f2(keyScaling.ratio)} (${keyScaling.pairs.map((p) => f2(p.many.rps / p.few.rps)).join(', ')})` +
+            (keyScaling.tokenRatio === undefined ? '' : `; the token alone ${f2(keyScaling.tokenRatio)}`),
       wanted: `>= ${TARGETS.keyScaling}`,
       pass: keyScaling.ratio >= TARGETS.keyScaling,
     },
@@ -287,6 +295,14 @@ export function renderMarkdown(r: BenchResult): string {
       ),
     );
     out.push(`Ratio ${k.keysAfter} keys / ${k.keysBefore} keys: ${f2(k.ratio)}, the median of the pairs (the two runs above alone: ${sequential}).`);
+  }
+  if (k.tokenPairs !== undefined && k.tokenPairs.length > 0 && k.tokenRatio !== undefined) {
+    out.push(
+      `The token alone, on the same two tokens: AES-GCM 4 KB encrypts on a session copy of one key, back to back in one process that first loaded the gateway's key state ` +
+        `(every record read, every key's objects found), the two tokens taking turns the same way after both gateways stopped: ` +
+        `${k.tokenPairs.map((p) => `${f0(p.many.rate)} / ${f0(p.few.rate)} = ${f2(p.many.rate / p.few.rate)}`).join('; ')}; ` +
+        `median ${f2(k.tokenRatio)}: how much the token itself slows down with the larger state, with no HTTP, SigV4 or lanes in the loop.`,
+    );
   }
   out.push(`## Memory (RSS per process)`);
   const peaks = new Map(r.memory.underLoad.map((p) => [p.pid, p]));

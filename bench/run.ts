@@ -521,8 +521,11 @@ const KEY_PAIRS = quick ? 1 : 3;
  */
 const FEW_KEYS_WARM_UP_SECONDS = 2 * WARM_UP_SECONDS;
 
+/** The token of the paired runs' second gateway. */
+const fewKeysDir = (dataDir: string) => join(dataDir, 'few-keys');
+
 async function pairedKeyRuns(ctx: Context, fewKeys: number, encrypt4k: Workload, cleanups: (() => Promise<void> | void)[]): Promise<NonNullable<BenchResult['keyScaling']['pairs']>> {
-  const fewDir = join(ctx.dataDir, 'few-keys');
+  const fewDir = fewKeysDir(ctx.dataDir);
   mkdirSync(fewDir);
   const gateway = await startGateway(fewDir);
   cleanups.push(() => gateway.stop());
@@ -549,6 +552,37 @@ async function pairedKeyRuns(ctx: Context, fewKeys: number, encrypt4k: Workload,
   } finally {
     await gateway.stop();
   }
+}
+
+/**
+ * The token's own part of the key-count ratio: the same alternation with
+ * no gateway, one token-limit child at a time (aes-copy-state: a process
+ * that loaded the gateway's key state from the token, then AES-GCM 4 KB on
+ * a session copy of one key), on each of the two tokens once both gateways
+ * have stopped. By hand with pkcs11js on SoftHSM2 2.6.1, the same loop cost
+ * 20.1-21.0 us of CPU per encrypt on a 19-object token; on a 2,212-object
+ * one 21.2-21.8 us with only the one key found, 22.7-23.3 us once every
+ * object had been found, 23.4-23.9 us once their labels had been read too.
+ * perf puts the difference in ordered-tree walks inside libsofthsm2: it
+ * registers its secure allocations (every loaded object's attribute
+ * values among them) and the object handles it gave out in std::maps that
+ * each operation's allocations and lookups walk.
+ */
+async function tokenKeyPairs(manyDir: string, fewDir: string): Promise<NonNullable<BenchResult['keyScaling']['tokenPairs']>> {
+  await tokenChild('setup', fewDir, 0, 0);
+  const pairs: NonNullable<BenchResult['keyScaling']['tokenPairs']> = [];
+  for (let i = 0; i < KEY_PAIRS; i++) {
+    const first = i % 2 === 0 ? 'few' : 'many';
+    const rates: Partial<Record<'few' | 'many', TokenRate>> = {};
+    for (const side of first === 'few' ? (['few', 'many'] as const) : (['many', 'few'] as const)) {
+      const { inFlight: _one, ...rate } = await tokenChild('aes-copy-state', side === 'few' ? fewDir : manyDir, settings.seconds, 0);
+      rates[side] = rate;
+    }
+    const pair = { first, few: rates.few as TokenRate, many: rates.many as TokenRate } as const;
+    say(`token pair ${i + 1}: ${fmt(pair.many.rate)} / ${fmt(pair.few.rate)} encrypts/s = ${(pair.many.rate / pair.few.rate).toFixed(2)}`);
+    pairs.push(pair);
+  }
+  return pairs;
 }
 
 // ---- machine facts and files --------------------------------------------------------
@@ -654,6 +688,8 @@ async function main(cleanups: (() => Promise<void> | void)[]): Promise<void> {
   await gateway.stop();
   // Ratios only now, over the higher of the two readings of the limits.
   const limits = await recheckTokenLimits(dataDir, ctx.token);
+  say('the token alone, on the two tokens of the paired runs (aes-copy-state children, taking turns):');
+  const tokenPairs = await tokenKeyPairs(dataDir, fewKeysDir(dataDir));
   const kindOf = new Map(all.map((w) => [w.name, w.kind]));
   const rate = (r: LoadRun) => rated(r, kindOf.get(r.workload) ?? 'other', limits);
   const rerated = {
@@ -664,6 +700,8 @@ async function main(cleanups: (() => Promise<void> | void)[]): Promise<void> {
       rightAfterFill: rate(keyScaling.rightAfterFill),
       after: rate(keyScaling.after),
       pairs: keyScaling.pairs.map((p) => ({ ...p, few: rate(p.few), many: rate(p.many) })),
+      tokenPairs,
+      tokenRatio: median(tokenPairs.map((p) => p.many.rate / p.few.rate)),
     },
     soak: rate(soak.run),
   };

@@ -11,6 +11,10 @@
  *                on the token key object (the token's own limit)
  *   aes-copy     the same on an in-token session copy of the key
  *                (hsm.sessionKeyCopies, which config/default.json turns on)
+ *   aes-copy-state  aes-copy in a process that first loads the gateway's key
+ *                state from the token (KeyStore.init: every record listed and
+ *                read, every key's objects found), as each gateway process
+ *                holds it: the token's own rate with that many objects known
  *   aes-guarded  openPkcs11Hsm (GuardedHsm over worker-thread lanes, the
  *                gateway's own path), 32 encrypts of 4 KB in flight
  *   rsa-decrypt  Pkcs11Hsm, RSA-2048 OAEP-SHA-256 decrypts back to back
@@ -24,6 +28,7 @@ import { loadConfig, readPin } from '../src/config/config.js';
 import type { Hsm, PrepareKeyRequest } from '../src/hsm/hsm.js';
 import { openPkcs11Hsm } from '../src/hsm/pkcs11/open.js';
 import { Pkcs11Hsm } from '../src/hsm/pkcs11/pkcs11-hsm.js';
+import { KeyStore } from '../src/keys/key-store.js';
 import { BENCH_AES, BENCH_RSA } from './bench-keys.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -80,7 +85,10 @@ async function main(): Promise<void> {
     }
     case 'aes':
     case 'aes-copy':
-      hsm = await direct(mode === 'aes-copy');
+    case 'aes-copy-state':
+      hsm = await direct(mode !== 'aes');
+      // No config keys to seed: only the state already on the token is loaded.
+      if (mode === 'aes-copy-state') await new KeyStore(config, hsm, { log, backgroundWork: false }).init({ keys: [] });
       await ready(hsm, BENCH_AES);
       op = aes;
       break;

@@ -126,6 +126,24 @@ describe('the benchmark (bench/)', () => {
       const md = renderMarkdown({ ...r, keyScaling, targets: judged });
       expect(md).to.contain('| 2 | 1000 keys | 8,000 | 5.0 | 6,400 | 5.0 | 0.80 |');
       expect(md).to.contain('Ratio 1000 keys / 5 keys: 0.95, the median of the pairs (the two runs above alone: 0.69).');
+      expect(md).not.to.contain('The token alone');
+    });
+
+    it('sets the token alone on the same two tokens next to the verdict, without changing it', () => {
+      const r = result({ afterRps: 9_000 });
+      const pair = (first: 'few' | 'many', few: number, many: number) => ({ first, few: run('Encrypt 4 KB', 32, few), many: { ...run('Encrypt 4 KB', 32, many), keys: 1000 } });
+      const rate = (r: number) => ({ ops: r * 8, seconds: 8, rate: r });
+      const tokenPairs = [
+        { first: 'few' as const, few: rate(47_000), many: rate(41_500) },
+        { first: 'many' as const, few: rate(46_000), many: rate(40_000) },
+        { first: 'few' as const, few: rate(48_000), many: rate(43_000) },
+      ];
+      const keyScaling = { ...r.keyScaling, pairs: [pair('few', 10_000, 8_800)], ratio: 0.88, tokenPairs, tokenRatio: 0.88 };
+      const judged = verdicts({ ...r, keyScaling });
+      expect(judged[2]?.pass).to.equal(false);
+      expect(judged[2]?.measured).to.equal('median of 1 alternating pairs 0.88 (0.88); the token alone 0.88');
+      const md = renderMarkdown({ ...r, keyScaling, targets: judged });
+      expect(md).to.contain('41,500 / 47,000 = 0.88; 40,000 / 46,000 = 0.87; 43,000 / 48,000 = 0.90; median 0.88: how much the token itself slows down');
     });
 
     it('says when the token limits were read twice, and that the ratios use the higher reading', () => {
