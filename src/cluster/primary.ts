@@ -175,13 +175,6 @@ export function runPrimary({ workers, log }: PrimaryOptions): void {
   // A smaller young generation per worker: V8's default (16 MB semi-spaces)
   // grows to ~48 MB under the request rate and stays; 4 MB semi-spaces cut a
   // worker's RSS by ~20 MB at the same throughput (bench/hsm-micro.ts).
-  // No allocation-site pretenuring: V8 (Node 20) pretenured allocation sites
-  // of the request path whose objects mostly die young, filling the old
-  // generation with garbage. Without it, Encrypt 4 KB promoted ~40% less
-  // (--trace-gc-nvp), workers ran about half the mark-compacts, V8's helper
-  // threads spent ~17% less CPU per request (32.6 against 39.1 us, lower in
-  // 5 alternations of 5), at about the same req/s, and workers on a
-  // 1,100-key token peaked at 183-189 MB RSS instead of 194-196.
-  cluster.setupPrimary({ execArgv: [...process.execArgv, '--max-semi-space-size=4', '--no-allocation-site-pretenuring'] });
+  cluster.setupPrimary({ execArgv: [...process.execArgv, '--max-semi-space-size=4'] });
   fork();
 }
