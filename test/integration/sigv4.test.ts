@@ -286,10 +286,16 @@ describe('the credentials file of a real gateway', function () {
     // Written beside the file and renamed over it, as careful tools do (mode 600).
     const next = `${file}.new`;
     writeFileSync(next, credentialsJson([key(2), key(3)]), { mode: 0o600 });
+    const seenChange = reloads('file change');
     renameSync(next, file);
     const seen = reloads('SIGHUP');
     gw.child.kill('SIGHUP');
     await until('the SIGHUP reload', () => reloads('SIGHUP') > seen);
+    // The poll notices the rename too (a new inode), up to a poll interval
+    // later: waited for here, so that the next test's count of file-change
+    // reloads starts after it (counted there, it let that test look before
+    // its own write was loaded).
+    await until('the poll noticing the rename', () => reloads('file change') > seenChange);
     await new Promise((r) => setTimeout(r, 300));
     const { ok, failures } = await running.stop();
     expect(failures).to.deep.equal([]);
