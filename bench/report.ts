@@ -33,6 +33,13 @@ export interface TokenReading {
   rsaDecryptOneProcess: number;
 }
 
+/** One pair of the key-count comparison: the few-key and the many-key side, and which was measured first. */
+export interface KeyPair<T> {
+  first: 'few' | 'many';
+  few: T;
+  many: T;
+}
+
 export interface ProcessPeak {
   pid: number;
   role: 'primary' | 'worker';
@@ -98,7 +105,7 @@ export interface BenchResult {
      * keys (`few`), one pair after the other, the order flipped each pair.
      * Absent in results written before the paired runs.
      */
-    pairs?: { first: 'few' | 'many'; few: LoadRun; many: LoadRun }[];
+    pairs?: KeyPair<LoadRun>[];
     /** With pairs: the median of the pairs' many/few ratios; without: after / before. */
     ratio: number;
     /**
@@ -106,7 +113,7 @@ export interface BenchResult {
      * (token-limit aes-copy-state children, after both gateways stopped),
      * and the median of its many/few ratios. Absent in older results.
      */
-    tokenPairs?: { first: 'few' | 'many'; few: TokenRate; many: TokenRate }[];
+    tokenPairs?: KeyPair<TokenRate>[];
     tokenRatio?: number;
   };
   memory: { underLoad: ProcessPeak[]; soak: { run: LoadRun; processes: SoakProcess[] } };

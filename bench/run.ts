@@ -20,7 +20,7 @@ import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { KmsClient } from './kms-client.js';
 import { CLOCK_TICKS, processTree, TreeSampler } from './proc-tree.js';
-import { renderMarkdown, renderSvg, verdicts, type BenchResult, type LoadRun, type ProcessPeak, type ReferenceRun, type TokenRate } from './report.js';
+import { renderMarkdown, renderSvg, verdicts, type BenchResult, type KeyPair, type LoadRun, type ProcessPeak, type ReferenceRun, type TokenRate } from './report.js';
 import { errorCount, median, summarizeRss } from './stats.js';
 import { runWrk, wrkScript, type WireRequest } from './wrk.js';
 
@@ -524,7 +524,24 @@ const FEW_KEYS_WARM_UP_SECONDS = 2 * WARM_UP_SECONDS;
 /** The token of the paired runs' second gateway. */
 const fewKeysDir = (dataDir: string) => join(dataDir, 'few-keys');
 
-async function pairedKeyRuns(ctx: Context, fewKeys: number, encrypt4k: Workload, cleanups: (() => Promise<void> | void)[]): Promise<NonNullable<BenchResult['keyScaling']['pairs']>> {
+/**
+ * KEY_PAIRS pairs of measurements of the two sides, one at a time, the order
+ * flipped from pair to pair: the gateways' runs and the token's alike.
+ */
+async function takeTurns<T>(measure: (side: 'few' | 'many') => Promise<T>, rate: (m: T) => number, label: string, unit: string): Promise<KeyPair<T>[]> {
+  const pairs: KeyPair<T>[] = [];
+  for (let i = 0; i < KEY_PAIRS; i++) {
+    const first = i % 2 === 0 ? 'few' : 'many';
+    const measured: Partial<Record<'few' | 'many', T>> = {};
+    for (const side of first === 'few' ? (['few', 'many'] as const) : (['many', 'few'] as const)) measured[side] = await measure(side);
+    const pair: KeyPair<T> = { first, few: measured.few as T, many: measured.many as T };
+    say(`${label} ${i + 1}: ${fmt(rate(pair.many))} / ${fmt(rate(pair.few))} ${unit} = ${(rate(pair.many) / rate(pair.few)).toFixed(2)}`);
+    pairs.push(pair);
+  }
+  return pairs;
+}
+
+async function pairedKeyRuns(ctx: Context, fewKeys: number, encrypt4k: Workload, cleanups: (() => Promise<void> | void)[]): Promise<KeyPair<LoadRun>[]> {
   const fewDir = fewKeysDir(ctx.dataDir);
   mkdirSync(fewDir);
   const gateway = await startGateway(fewDir);
@@ -535,20 +552,16 @@ async function pairedKeyRuns(ctx: Context, fewKeys: number, encrypt4k: Workload,
     say(`paired runs: a second gateway with ${few.keys} keys at ${gateway.url} (pid ${gateway.pid}); warm-up with Encrypt 4 KB for ${FEW_KEYS_WARM_UP_SECONDS} s (not reported)`);
     // Not the mix: its Decrypt requests carry blobs of the other token's keys.
     await load(ctx, encrypt4k, 32, FEW_KEYS_WARM_UP_SECONDS, 0, few);
-    const pairs: NonNullable<BenchResult['keyScaling']['pairs']> = [];
-    for (let i = 0; i < KEY_PAIRS; i++) {
-      const first = i % 2 === 0 ? 'few' : 'many';
-      const runs: Partial<Record<'few' | 'many', LoadRun>> = {};
-      for (const side of first === 'few' ? (['few', 'many'] as const) : (['many', 'few'] as const)) {
+    return await takeTurns(
+      async (side) => {
         const { run } = await load(ctx, encrypt4k, 32, settings.seconds, WORKLOAD_WARM_UP_SECONDS, side === 'few' ? few : ctx);
         if (side === 'many') notePeaks(ctx, run);
-        runs[side] = run;
-      }
-      const pair = { first, few: runs.few as LoadRun, many: runs.many as LoadRun } as const;
-      say(`pair ${i + 1}: ${fmt(pair.many.rps)} / ${fmt(pair.few.rps)} req/s = ${(pair.many.rps / pair.few.rps).toFixed(2)}`);
-      pairs.push(pair);
-    }
-    return pairs;
+        return run;
+      },
+      (r) => r.rps,
+      'pair',
+      'req/s',
+    );
   } finally {
     await gateway.stop();
   }
@@ -568,21 +581,17 @@ async function pairedKeyRuns(ctx: Context, fewKeys: number, encrypt4k: Workload,
  * values among them) and the object handles it gave out in std::maps that
  * each operation's allocations and lookups walk.
  */
-async function tokenKeyPairs(manyDir: string, fewDir: string): Promise<NonNullable<BenchResult['keyScaling']['tokenPairs']>> {
+async function tokenKeyPairs(manyDir: string, fewDir: string): Promise<KeyPair<TokenRate>[]> {
   await tokenChild('setup', fewDir, 0, 0);
-  const pairs: NonNullable<BenchResult['keyScaling']['tokenPairs']> = [];
-  for (let i = 0; i < KEY_PAIRS; i++) {
-    const first = i % 2 === 0 ? 'few' : 'many';
-    const rates: Partial<Record<'few' | 'many', TokenRate>> = {};
-    for (const side of first === 'few' ? (['few', 'many'] as const) : (['many', 'few'] as const)) {
+  return takeTurns(
+    async (side): Promise<TokenRate> => {
       const { inFlight: _one, ...rate } = await tokenChild('aes-copy-state', side === 'few' ? fewDir : manyDir, settings.seconds, 0);
-      rates[side] = rate;
-    }
-    const pair = { first, few: rates.few as TokenRate, many: rates.many as TokenRate } as const;
-    say(`token pair ${i + 1}: ${fmt(pair.many.rate)} / ${fmt(pair.few.rate)} encrypts/s = ${(pair.many.rate / pair.few.rate).toFixed(2)}`);
-    pairs.push(pair);
-  }
-  return pairs;
+      return rate;
+    },
+    (r) => r.rate,
+    'token pair',
+    'encrypts/s',
+  );
 }
 
 // ---- machine facts and files --------------------------------------------------------
