@@ -102,11 +102,11 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
       refreshMs: config.state.refreshMs,
       fullRefreshMs: config.state.fullRefreshMs,
       log,
-      onCommitted: channel === undefined ? undefined : () => channel.publishStateChange(),
+      onCommitted: channel === undefined ? undefined : (changes) => channel.publishStateChange(changes),
       // In a cluster only the worker the primary picks runs deletions and automatic rotations.
       backgroundWork: channel === undefined,
     });
-    channel?.onRefresh(() => keys.refreshNow());
+    channel?.onRefresh((changes) => keys.applyChanges(changes));
     channel?.onLeader(() => keys.setBackgroundWork(true));
     // One attempt now (a healthy token serves from the first request on); when
     // the token is unreachable the gateway listens anyway, every KMS request

@@ -3,6 +3,7 @@
  * node:cluster's IPC channel). prom-client's own metric requests travel on
  * the same channel with their own `prom-client:` types.
  */
+import type { StateChange } from '../keys/state-store.js';
 
 /** Worker -> primary. */
 export type WorkerMessage =
@@ -10,8 +11,8 @@ export type WorkerMessage =
   | { type: 'kmsgw:listening'; port: number; url: string; keys: number; hsm: unknown; pinRefused: boolean }
   /** GET /metrics arrived here: the primary answers with every worker's metrics, aggregated. */
   | { type: 'kmsgw:metrics'; id: number }
-  /** This worker committed a key state change: every other worker must re-read the state before its client is answered. */
-  | { type: 'kmsgw:state-changed'; id: number }
+  /** This worker committed key state changes: every other worker must apply them before its client is answered. */
+  | { type: 'kmsgw:state-changed'; id: number; changes: StateChange[] }
   /** Answer to a refresh request. */
   | { type: 'kmsgw:refreshed'; id: number };
 
@@ -19,7 +20,8 @@ export type WorkerMessage =
 export type PrimaryMessage =
   | { type: 'kmsgw:metrics'; id: number; text?: string; error?: string }
   | { type: 'kmsgw:state-synced'; id: number }
-  | { type: 'kmsgw:refresh'; id: number }
+  /** Another worker's committed changes, to apply (KeyStore.applyChanges), then answer `refreshed`. */
+  | { type: 'kmsgw:refresh'; id: number; changes: StateChange[] }
   /** This worker runs the key store's background work (deletions, automatic rotations): exactly one does. */
   | { type: 'kmsgw:leader' };
 

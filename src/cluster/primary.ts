@@ -8,7 +8,7 @@
  *   (prom-client's AggregatorRegistry: counters and histograms summed,
  *   gauges as each declares in src/metrics/metrics.ts);
  * - relays key state changes: a worker that committed one waits until every
- *   other worker has re-read the state before it answers its client;
+ *   other worker has applied it before it answers its client;
  * - picks one worker (the leader) to run the key store's background work
  *   (scheduled deletions, automatic rotations), so two workers never
  *   rotate the same key at once;
@@ -94,7 +94,7 @@ export function runPrimary({ workers, log }: PrimaryOptions): void {
         const others = live().filter((o) => o !== w && listening.has(o.id));
         const sync: Sync = { origin: w, originId: m.id, waiting: new Set(others.map((o) => o.id)), timer: setTimeout(() => finishSync(id), SYNC_TIMEOUT_MS) };
         syncs.set(id, sync);
-        for (const o of others) send(o, { type: 'kmsgw:refresh', id });
+        for (const o of others) send(o, { type: 'kmsgw:refresh', id, changes: m.changes });
         if (sync.waiting.size === 0) finishSync(id);
         return;
       }

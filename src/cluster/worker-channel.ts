@@ -6,6 +6,7 @@
  * next request may land on any worker).
  */
 import process from 'node:process';
+import type { StateChange } from '../keys/state-store.js';
 import { isKmsgwMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 
 /** How long a worker waits for the primary (state sync, metrics). */
@@ -14,10 +15,10 @@ const REPLY_TIMEOUT_MS = 5_000;
 export interface ClusterChannel {
   /** Every worker's metrics, aggregated by the primary (Prometheus text format). */
   metrics(): Promise<string>;
-  /** Resolves when every other worker has re-read the key state (or could not within the timeout). */
-  publishStateChange(): Promise<void>;
-  /** Called when another worker changed the key state; resolves when re-read. */
-  onRefresh(fn: () => Promise<void>): void;
+  /** Resolves when every other worker has applied these changes (or could not within the timeout). */
+  publishStateChange(changes: StateChange[]): Promise<void>;
+  /** Called with another worker's committed key state changes; resolves when applied. */
+  onRefresh(fn: (changes: StateChange[]) => Promise<void>): void;
   /** Called once if the primary makes this worker the one that runs background key work. */
   onLeader(fn: () => void): void;
   listening(info: { port: number; url: string; keys: number; hsm: unknown; pinRefused: boolean }): void;
@@ -28,7 +29,7 @@ export function workerChannel(): ClusterChannel {
   if (send === undefined) throw new Error('workerChannel() runs only in a cluster worker');
   let nextId = 1;
   const pending = new Map<number, (m: PrimaryMessage) => void>();
-  let refresh: () => Promise<void> = async () => undefined;
+  let refresh: (changes: StateChange[]) => Promise<void> = async () => undefined;
   let leader: (() => void) | undefined;
   let isLeader = false;
   const post = (m: WorkerMessage) => {
@@ -54,7 +55,7 @@ export function workerChannel(): ClusterChannel {
     const msg = m as PrimaryMessage;
     if (msg.type === 'kmsgw:refresh') {
       const id = msg.id;
-      refresh().then(
+      refresh(msg.changes).then(
         () => post({ type: 'kmsgw:refreshed', id }),
         () => post({ type: 'kmsgw:refreshed', id }),
       );
@@ -73,9 +74,9 @@ export function workerChannel(): ClusterChannel {
       if (m.type !== 'kmsgw:metrics' || m.text === undefined) throw new Error(`cluster metrics failed: ${m.type === 'kmsgw:metrics' ? m.error : m.type}`);
       return m.text;
     },
-    async publishStateChange() {
+    async publishStateChange(changes) {
       // A primary that does not answer (stopping) must not fail the change, which is committed on the token already.
-      await ask((id) => ({ type: 'kmsgw:state-changed', id })).catch(() => undefined);
+      await ask((id) => ({ type: 'kmsgw:state-changed', id, changes })).catch(() => undefined);
     },
     onRefresh(fn) {
       refresh = fn;

@@ -31,6 +31,14 @@ export interface PrepareKeyRequest {
   keySpec: KeySpec;
   /** Generate the material on the token (sensitive, non-extractable) when nothing matches. */
   createIfMissing: boolean;
+  /**
+   * With createIfMissing: the caller has just made `ref` from a new random
+   * key id, so nothing on the token can match it, and the material is
+   * generated without looking first. The find it skips is a pass over every
+   * object on the token (SoftHSM2 2.6.1 opens each object's file: ~65 ms at
+   * 1,000 keys).
+   */
+  newLabel?: boolean;
 }
 
 export type PrepareKeyResult =

@@ -30,6 +30,17 @@ export interface StateLogger {
   warn(obj: object, msg: string): void;
 }
 
+/**
+ * One committed change of one record, as the writer knows it: the record
+ * as written (its `ref` is its label, the same on every instance), or the
+ * removal of every generation of a record up to `generation`. Another
+ * worker of the same gateway applies it (learn/forget) instead of listing
+ * the token's records again (cluster/).
+ */
+export type StateChange =
+  | { written: Stored<unknown> }
+  | { removed: { kind: RecordKind; name: string; generation: number } };
+
 export class StateStore {
   /** Every record on the token as of the last load, by ref. */
   private readonly known = new Map<string, Stored<unknown>>();
@@ -39,6 +50,8 @@ export class StateStore {
   constructor(
     private readonly hsm: Hsm,
     private readonly log: StateLogger,
+    /** Told of every committed write and removal, in commit order. */
+    private readonly onChange: (change: StateChange) => void = () => undefined,
   ) {}
 
   /** The token's state mark (hex), written first when the token has none; read it before load(). */
@@ -120,6 +133,7 @@ export class StateStore {
     const ref = await this.hsm.createRecord(formatLabel(label), Buffer.from(JSON.stringify(value), 'utf8'));
     const stored: Stored<T> = { ref, label, value };
     this.known.set(ref, stored);
+    this.onChange({ written: stored });
     for (const o of older) await this.delete(o.ref);
     await this.touchMark();
     return stored;
@@ -127,12 +141,36 @@ export class StateStore {
 
   /** Deletes every generation of a record. */
   async remove(kind: RecordKind, name: string): Promise<void> {
+    let generation = -1;
     for (const s of [...this.known.values()])
       if (s.label.kind === kind && s.label.name === name) {
         await this.hsm.deleteRecord(s.ref);
         this.known.delete(s.ref);
+        generation = Math.max(generation, s.label.generation);
       }
+    this.onChange({ removed: { kind, name, generation } });
     await this.touchMark();
+  }
+
+  /**
+   * Takes in a record another worker wrote (StateChange), without reading
+   * the token: false when this store already knows that generation or a
+   * later one. The generations before it are forgotten, as their writer
+   * deletes them; one it failed to delete is found again by the next load.
+   */
+  learn(stored: Stored<unknown>): boolean {
+    const { kind, name } = stored.label;
+    const same = [...this.known.values()].filter((s) => s.label.kind === kind && s.label.name === name);
+    if (same.some((s) => !newer(stored.label, s.label))) return false;
+    for (const s of same) this.known.delete(s.ref);
+    this.known.set(stored.ref, stored);
+    return true;
+  }
+
+  /** Forgets the generations of a record another worker removed (StateChange). */
+  forget(kind: RecordKind, name: string, generation: number): void {
+    for (const s of [...this.known.values()])
+      if (s.label.kind === kind && s.label.name === name && s.label.generation <= generation) this.known.delete(s.ref);
   }
 
   private async delete(ref: string): Promise<void> {

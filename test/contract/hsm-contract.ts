@@ -45,6 +45,13 @@ export function hsmContract(name: string, open: () => Promise<Hsm>): void {
       await rejectsWith(hsm.aesGcmEncrypt(`absent-${run}`, Buffer.alloc(12), Buffer.from('x'), Buffer.alloc(0)), KeyUnavailableException);
     });
 
+    it('generates material under a label the caller just made (newLabel) without looking first: usable at once, found again under another name', async () => {
+      expect(await hsm.prepareKey({ ...req('fresh', 'SYMMETRIC_DEFAULT'), newLabel: true })).to.deep.equal({ state: 'ready', created: true });
+      const sealed = await hsm.aesGcmSeal(`fresh-${run}`, Buffer.from('new key'), Buffer.alloc(0));
+      expect(await hsm.prepareKey({ ...req('fresh', 'SYMMETRIC_DEFAULT', false), name: `fresh-again-${run}` })).to.deep.equal({ state: 'ready', created: false });
+      expect((await hsm.aesGcmDecrypt(`fresh-again-${run}`, sealed.iv, sealed.sealed, Buffer.alloc(0))).toString()).to.equal('new key');
+    });
+
     it('finds many keys at once: present ones ready (and usable), absent ones missing, an ambiguous label failed', async () => {
       const present = Array.from({ length: 6 }, (_, i) => req(`bulk${i}`, i % 3 === 0 ? 'RSA_2048' : 'SYMMETRIC_DEFAULT'));
       for (const p of present) await hsm.prepareKey(p);

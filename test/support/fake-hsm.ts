@@ -237,7 +237,7 @@ export class FakeHsm implements HsmLane {
 
   async prepareKey(req: PrepareKeyRequest): Promise<PrepareKeyResult> {
     await this.enter('prepareKey');
-    const found = this.match(req);
+    const found = req.createIfMissing && req.newLabel === true ? [] : this.match(req);
     if (found.length > 0) {
       this.prepared.set(req.name, { req, object: found[0] });
       return { state: 'ready', created: false };

@@ -210,6 +210,85 @@ describe('the key store on the token (fake HSM)', () => {
     });
   });
 
+  describe('workers of one gateway: a committed change is handed to the others, which apply it without listing the token', () => {
+    const listings = (hsm: FakeHsm) => hsm.calls.filter((c) => c === 'listRecords').length;
+    const view = (s: KeyStore) => ({
+      keys: s.list().map((k) => ({ id: k.keyId, state: k.state, description: k.description, aliases: k.aliases, version: k.currentMaterial.version, present: k.materialPresent })),
+      aliases: s.listAliases().map((a) => [a.aliasName, a.targetKeyId]),
+    });
+    /** Two stores on one token, wired as the cluster wires its workers: `a`'s changes go to `b` before `a`'s caller is answered. */
+    async function pair(clock?: Clock): Promise<{ token: FakeHsm; a: KeyStore; b: KeyStore; bHsm: FakeHsm; sent: unknown[][] }> {
+      const token = new FakeHsm();
+      const bHsm = new FakeHsm(token);
+      const b = new KeyStore(CONFIG, bHsm, { log: quiet, ...(clock ? { clock } : {}) });
+      const sent: unknown[][] = [];
+      const a = new KeyStore(CONFIG, token, { log: quiet, ...(clock ? { clock } : {}), onCommitted: (changes) => (sent.push(changes), b.applyChanges(changes)) });
+      await a.init({ keys: [] });
+      await b.init({ keys: [] });
+      return { token, a, b, bHsm, sent };
+    }
+
+    it('a new key, a disable, an alias, a rotation and an alias moved and deleted are seen at once, as a full re-read would see them', async () => {
+      const { token, a, b, bHsm } = await pair();
+      const before = listings(bHsm);
+      const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: 'made on a', tags: [] });
+      expect(b.resolve(key.keyId).description).to.equal('made on a');
+      const other = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });
+      await a.createAlias('alias/moving', key.keyId, () => new Error('exists'));
+      await a.createAlias('alias/doomed', key.keyId, () => new Error('exists'));
+      expect(b.resolve('alias/moving').keyId).to.equal(key.keyId);
+      await a.rotate(key.keyId, 'ON_DEMAND');
+      await a.updateAlias('alias/moving', other.keyId, () => new Error('missing'));
+      await a.deleteAlias('alias/doomed', () => new Error('missing'));
+      await a.updateKey(other.keyId, (r) => ({ ...r, keyState: 'Disabled' }));
+      expect(listings(bHsm)).to.equal(before);
+      expect(b.resolve('alias/moving').state).to.equal('Disabled');
+      expect(b.resolve(key.keyId).currentMaterial.version).to.equal(1);
+      expect(view(b)).to.deep.equal(view(a));
+      expect(view(b)).to.deep.equal(view(await store(new FakeHsm(token))));
+    });
+
+    it('the other worker can use the new key at once and can change it next: its write supersedes the generation it was handed', async () => {
+      const { token, a, b } = await pair();
+      const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: 'v0', tags: [] });
+      await b.updateKey(key.keyId, (r) => ({ ...r, description: 'v1 from b' }));
+      await a.refresh();
+      expect(a.resolve(key.keyId).description).to.equal('v1 from b');
+      expect(recordsOf(token, 'key', key.keyId)).to.equal(1);
+    });
+
+    it('a key destroyed when its deletion window has passed is gone on the other worker at once, with its aliases', async () => {
+      let now = 1_000_000;
+      const clock: Clock = { now: () => now, dayMs: 1_000 };
+      const { a, b } = await pair(clock);
+      const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });
+      await a.createAlias('alias/going', key.keyId, () => new Error('exists'));
+      await a.updateKey(key.keyId, (r) => ({ ...r, keyState: 'PendingDeletion', deletionDate: new Date(now + 7_000).toISOString() }));
+      now += 8_000;
+      expect(await a.destroyDueKeys()).to.deep.equal([key.keyId]);
+      expect(b.findById(key.keyId)).to.equal(undefined);
+      expect(b.findAlias('alias/going')).to.equal(undefined);
+    });
+
+    it('a change handed over after a later one of the same record changes nothing', async () => {
+      const { a, b, sent } = await pair();
+      const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: 'first', tags: [] });
+      const first = sent.at(-1) as Parameters<KeyStore['applyChanges']>[0];
+      await a.updateKey(key.keyId, (r) => ({ ...r, description: 'second' }));
+      await b.applyChanges(first);
+      expect(b.resolve(key.keyId).description).to.equal('second');
+    });
+
+    it('when a change cannot be applied (the token fails the find of the new key), the worker re-reads the whole state and still sees the key', async () => {
+      const { a, b, bHsm } = await pair();
+      const before = listings(bHsm);
+      bHsm.failOn('findKeys');
+      const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });
+      expect(listings(bHsm)).to.equal(before + 1);
+      expect(b.resolve(key.keyId).materialPresent).to.equal(true);
+    });
+  });
+
   it('serialises concurrent changes to one key inside a gateway (no lost update)', async () => {
     const a = await store(new FakeHsm());
     const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });

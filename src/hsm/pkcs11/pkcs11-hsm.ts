@@ -426,6 +426,10 @@ export class Pkcs11Hsm implements Hsm {
     this.dropCopies(this.keys.get(req.name));
     this.keys.set(req.name, entry);
     const kinds: ObjectKind[] = req.keySpec === 'SYMMETRIC_DEFAULT' ? ['secret'] : ['priv', 'pub'];
+    if (req.createIfMissing && req.newLabel === true) {
+      await this.generate(entry);
+      return { state: 'ready', created: true };
+    }
     const found = await this.pool.use(
       (s) => kinds.map((k) => this.find(s, entry, k)),
       () => true,
