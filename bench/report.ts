@@ -281,7 +281,7 @@ export function renderMarkdown(r: BenchResult): string {
   out.push(
     `${k.keysAfter - k.keysBefore} keys created with CreateKey in ${f1(k.createSeconds)} s` +
       `${k.createFailures > 0 ? ` (${k.createFailures} CreateKey calls failed and were tried again)` : ''}` +
-      `${k.settleSeconds === undefined ? '' : `; the gateway was idle again ${f1(k.settleSeconds)} s later (its other workers re-read the state and find the new keys' objects)`}` +
+      `${k.settleSeconds === undefined ? '' : `; the gateway was idle again ${f1(k.settleSeconds)} s later (its workers' refresh rounds list the records once more)`}` +
       `; then Encrypt 4 KB at 32 connections again${k.rightAfterFill === undefined ? '' : `, at once and after a warm-up of ${r.settings.warmUpSeconds} s like the one the ${k.keysBefore}-key run had`}:`,
   );
   const keyRuns = k.rightAfterFill === undefined ? [k.before, k.after] : [k.before, k.rightAfterFill, k.after];

@@ -29,7 +29,7 @@ import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from '../log.js';
 import { isKmsgwMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 
-/** A worker's key-state re-read that takes longer than this is not waited for (its token may hang). */
+/** A worker's apply of another worker's key state changes that takes longer than this is not waited for (its token may hang). */
 const SYNC_TIMEOUT_MS = 3_000;
 /** A worker that died is replaced after this pause (no tight restart loop against a broken token). */
 const RESTART_DELAY_MS = 1_000;

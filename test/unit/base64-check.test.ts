@@ -24,12 +24,26 @@ describe('the base64 check of blob members', function () {
   });
 
   it('decodes exactly the strings the reference regex accepts, to the bytes Buffer decodes them to', function () {
-    const near = fc.string({ unit: fc.constantFrom('A', 'Q', 'z', '0', '+', '/', '=', '-', '_', ' ', '\n', 'é', '\u0000'), maxLength: 24 });
+    // '\u0141' has the low byte of 'A'; 'é' and '\u00c1' are one-byte but above 127; '.' and '%' are ASCII outside the alphabet.
+    const near = fc.string({ unit: fc.constantFrom('A', 'Q', 'z', '0', '+', '/', '=', '=', '-', '_', ' ', '\n', '.', '%', 'é', '\u0141', '\u00c1', '\u0000'), maxLength: 24 });
     fc.assert(
       fc.property(near, (s) => {
         const decoded = decodePaddedBase64(s);
         expect(decoded !== undefined, s).to.equal(REFERENCE.test(s));
         if (decoded !== undefined) expect(decoded.equals(Buffer.from(s, 'base64'))).to.equal(true);
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  it('refuses an encoding Buffer produces with any one character replaced by any other UTF-16 code unit outside the alphabet', function () {
+    const outside = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)).filter((c) => !/[A-Za-z0-9+/]/.test(c));
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 48 }), fc.nat(), outside, (bytes, at, bad) => {
+        const s = Buffer.from(bytes).toString('base64');
+        const i = at % s.length;
+        const t = s.slice(0, i) + bad + s.slice(i + 1);
+        expect(decodePaddedBase64(t) !== undefined, JSON.stringify(t)).to.equal(REFERENCE.test(t));
       }),
       { numRuns: 20_000 },
     );
