@@ -24,8 +24,6 @@ import type { Hsm, PrepareKeyRequest } from '../hsm/hsm.js';
 import type { AliasRecord, KeyRecord, KeyState, MaterialRecord, RotationType, Tag } from './records.js';
 import { StateStore, type Snapshot, type StateChange, type Stored } from './state-store.js';
 
-export type { StateChange } from './state-store.js';
-
 export type { KeyState } from './records.js';
 
 export interface KmsKey {
