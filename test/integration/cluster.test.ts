@@ -12,11 +12,16 @@ import { join } from 'node:path';
 import {
   CreateAliasCommand,
   CreateKeyCommand,
+  DeleteAliasCommand,
   DescribeKeyCommand,
   DisableKeyCommand,
   EncryptCommand,
   GenerateRandomCommand,
   KMSClient,
+  ListAliasesCommand,
+  ListKeysCommand,
+  UpdateAliasCommand,
+  UpdateKeyDescriptionCommand,
 } from '@aws-sdk/client-kms';
 import { expect } from 'chai';
 import { DEMO_ACCESS_KEY_ID, DEMO_SECRET, REGION, kmsClient, makeToken, startGateway, type GatewayProcess } from '../support/gateway.js';
@@ -95,6 +100,44 @@ describe('a gateway of two worker processes (node:cluster)', function () {
     kms.destroy();
     const errors = await onFreshConnections(gw, async (c) => (await failure(c.send(new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from('x') })))).name);
     expect(errors).to.deep.equal(Array(FRESH).fill('DisabledException'));
+  });
+
+  it('two clients changing keys and aliases at once each see their change at once on another connection, and every worker ends with the same keys and aliases', async function () {
+    const round = async (who: string, i: number, previous: string | undefined): Promise<string> => {
+      const kms = kmsClient(gw.url);
+      const fresh = kmsClient(gw.url);
+      try {
+        const keyId = (await kms.send(new CreateKeyCommand({ Description: `${who}-${i}` }))).KeyMetadata?.KeyId as string;
+        const alias = `alias/both-${who}-${i}`;
+        await kms.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: keyId }));
+        expect((await fresh.send(new DescribeKeyCommand({ KeyId: alias }))).KeyMetadata?.Description).to.equal(`${who}-${i}`);
+        await kms.send(new UpdateKeyDescriptionCommand({ KeyId: keyId, Description: `${who}-${i} changed` }));
+        expect((await fresh.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata?.Description).to.equal(`${who}-${i} changed`);
+        if (previous !== undefined) {
+          await kms.send(new UpdateAliasCommand({ AliasName: alias, TargetKeyId: previous }));
+          expect((await fresh.send(new DescribeKeyCommand({ KeyId: alias }))).KeyMetadata?.KeyId).to.equal(previous);
+        }
+        if (i % 2 === 0) {
+          await kms.send(new DeleteAliasCommand({ AliasName: alias }));
+          expect((await failure(fresh.send(new DescribeKeyCommand({ KeyId: alias })))).name).to.equal('NotFoundException');
+        }
+        return keyId;
+      } finally {
+        kms.destroy();
+        fresh.destroy();
+      }
+    };
+    await Promise.all(['a', 'b'].map(async (who) => {
+      let previous: string | undefined;
+      for (let i = 0; i < 6; i++) previous = await round(who, i, previous);
+    }));
+    const views = await onFreshConnections(gw, async (kms) => {
+      const aliases = (await kms.send(new ListAliasesCommand({ Limit: 1000 }))).Aliases ?? [];
+      const keys = (await kms.send(new ListKeysCommand({ Limit: 1000 }))).Keys ?? [];
+      return JSON.stringify([aliases.map((a) => `${a.AliasName}>${a.TargetKeyId}`).sort(), keys.map((k) => k.KeyId).sort()]);
+    });
+    expect(new Set(views).size).to.equal(1);
+    expect(JSON.parse(views[0] as string)[0].filter((a: string) => a.startsWith('alias/both-'))).to.have.length(6);
   });
 
   it('GET /metrics counts the requests of every worker, exactly as clients saw them', async function () {
