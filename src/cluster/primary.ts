@@ -8,7 +8,9 @@
  *   (prom-client's AggregatorRegistry: counters and histograms summed,
  *   gauges as each declares in src/metrics/metrics.ts);
  * - relays key state changes: a worker that committed one waits until every
- *   other worker has applied it before it answers its client;
+ *   other worker that serves requests has applied it before it answers its
+ *   client (a worker still starting gets them too, and applies them once
+ *   its state is loaded);
  * - picks one worker (the leader) to run the key store's background work
  *   (scheduled deletions, automatic rotations), so two workers never
  *   rotate the same key at once;
@@ -91,8 +93,11 @@ export function runPrimary({ workers, log }: PrimaryOptions): void {
         return;
       case 'kmsgw:state-changed': {
         const id = nextSync++;
-        const others = live().filter((o) => o !== w && listening.has(o.id));
-        const sync: Sync = { origin: w, originId: m.id, waiting: new Set(others.map((o) => o.id)), timer: setTimeout(() => finishSync(id), SYNC_TIMEOUT_MS) };
+        // Every other worker gets the changes, a starting one too (it applies them once its
+        // state is loaded); the client waits only for those that serve requests already.
+        const others = live().filter((o) => o !== w);
+        const serving = others.filter((o) => listening.has(o.id));
+        const sync: Sync = { origin: w, originId: m.id, waiting: new Set(serving.map((o) => o.id)), timer: setTimeout(() => finishSync(id), SYNC_TIMEOUT_MS) };
         syncs.set(id, sync);
         for (const o of others) send(o, { type: 'kmsgw:refresh', id, changes: m.changes });
         if (sync.waiting.size === 0) finishSync(id);

@@ -127,6 +127,12 @@ export class KeyStore {
   private readonly onCommitted: (changes: StateChange[]) => Promise<void>;
   /** Changes committed and not yet handed to onCommitted. */
   private unpublished: StateChange[] = [];
+  /**
+   * Changes other workers handed over while a load was running: its listing
+   * may have missed them, so they are applied once it is done (learn()
+   * skips what the listing already had).
+   */
+  private handedOverEarly: StateChange[] = [];
   private backgroundWork: boolean;
 
   constructor(
@@ -150,6 +156,8 @@ export class KeyStore {
   /** Loads the token's state and seeds the config file's keys that are not on it yet. */
   async init(config: Pick<Config, 'keys'>, log?: KeyStoreLogger): Promise<void> {
     if (log !== undefined) this.log = log;
+    // Changes handed over before this attempt's listing are in it.
+    this.handedOverEarly = [];
     const mark = await this.state.mark();
     this.snapshot = await this.state.load();
     for (const k of config.keys) if (!this.snapshot.keys.has(k.keyId)) await this.seed(k);
@@ -158,6 +166,9 @@ export class KeyStore {
     await this.destroyDueKeys();
     this.noteFullRefresh(mark);
     this.isLoaded = true;
+    const early = this.handedOverEarly;
+    this.handedOverEarly = [];
+    if (early.length > 0) await this.applyChanges(early);
   }
 
   private noteFullRefresh(mark: string): void {
@@ -263,7 +274,10 @@ export class KeyStore {
    * moved, so the next refresh round lists the records anyway.
    */
   applyChanges(changes: readonly StateChange[]): Promise<void> {
-    if (!this.isLoaded) return Promise.resolve();
+    if (!this.isLoaded) {
+      this.handedOverEarly.push(...changes);
+      return Promise.resolve();
+    }
     let applied = true;
     return this.exclusive('*', async () => {
       try {

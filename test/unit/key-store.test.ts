@@ -270,6 +270,45 @@ describe('the key store on the token (fake HSM)', () => {
       expect(b.findAlias('alias/going')).to.equal(undefined);
     });
 
+    it('a worker still loading keeps the changes handed to it meanwhile and applies them once loaded, without another listing', async () => {
+      const token = new FakeHsm();
+      const a = await store(token);
+      const seeded = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: 'before', tags: [] });
+      // b's load is held after its listing, where it finds the key objects of the records it listed.
+      const bHsm = new FakeHsm(token);
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let reached!: () => void;
+      const atFind = new Promise<void>((r) => (reached = r));
+      const slow = new Proxy(bHsm, {
+        get(target, prop) {
+          if (prop === 'findKeys')
+            return async (...args: Parameters<FakeHsm['findKeys']>) => {
+              reached();
+              await held;
+              return target.findKeys(...args);
+            };
+          const v = Reflect.get(target, prop, target) as unknown;
+          return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const b = new KeyStore(CONFIG, slow, { log: quiet });
+      const loading = b.init({ keys: [] });
+      await atFind;
+      const handed: Parameters<KeyStore['applyChanges']>[0][] = [];
+      const a2 = new KeyStore(CONFIG, new FakeHsm(token), { log: quiet, onCommitted: async (c) => void handed.push(c) });
+      await a2.init({ keys: [] });
+      const made = await a2.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: 'during the load', tags: [] });
+      await a2.updateKey(seeded.keyId, (r) => ({ ...r, description: 'after' }));
+      for (const c of handed) await b.applyChanges(c);
+      expect(b.loaded).to.equal(false);
+      release();
+      await loading;
+      expect(b.resolve(made.keyId).description).to.equal('during the load');
+      expect(b.resolve(seeded.keyId).description).to.equal('after');
+      expect(bHsm.calls.filter((c) => c === 'listRecords').length).to.equal(1);
+    });
+
     it('a change handed over after a later one of the same record changes nothing', async () => {
       const { a, b, sent } = await pair();
       const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: 'first', tags: [] });
