@@ -32,10 +32,12 @@ export interface StateLogger {
 
 /**
  * One committed change of one record, as the writer knows it: the record
- * as written (its `ref` is its label, the same on every instance), or the
- * removal of every generation of a record up to `generation`. Another
- * worker of the same gateway applies it (learn/forget) instead of listing
- * the token's records again (cluster/).
+ * as written, or the removal of every generation of a record up to
+ * `generation`. Another worker of the same gateway applies it
+ * (learn/forget) instead of listing the token's records again (cluster/).
+ * The record keeps the writer's `ref`: on PKCS#11 that is its label, the
+ * same on every instance; where an HSM's refs are its own, the receiver's
+ * next listing replaces it (until then, deleting it there is a no-op).
  */
 export type StateChange =
   | { written: Stored<unknown> }
