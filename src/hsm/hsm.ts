@@ -118,7 +118,12 @@ export interface Hsm {
   // State records: small named values stored on the token itself (PKCS#11
   // data objects), so that the HSM is the only database. A record is never
   // changed in place: writers create a new record and delete the old one.
-  /** Every record's current `ref` (opaque, changes with every write) and label. */
+  /**
+   * Every record's current `ref` and label. A ref is opaque and changes with
+   * every write, but names the same record on every instance that shares
+   * the token (PKCS#11: the label): a cluster worker deletes a record
+   * another worker wrote by the ref that worker got (keys/state-store.ts).
+   */
   listRecords(): Promise<HsmRecordRef[]>;
   /** A record's value; undefined when it is gone. */
   readRecord(ref: string): Promise<Buffer | undefined>;

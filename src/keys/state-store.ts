@@ -35,9 +35,8 @@ export interface StateLogger {
  * as written, or the removal of every generation of a record up to
  * `generation`. Another worker of the same gateway applies it
  * (learn/forget) instead of listing the token's records again (cluster/).
- * The record keeps the writer's `ref`: on PKCS#11 that is its label, the
- * same on every instance; where an HSM's refs are its own, the receiver's
- * next listing replaces it (until then, deleting it there is a no-op).
+ * The record keeps the writer's `ref`, which names it on every instance
+ * (Hsm.listRecords).
  */
 export type StateChange =
   | { written: Stored<unknown> }
