@@ -236,6 +236,12 @@ export class KeyStore {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     await this.refreshing;
+    await this.state.settled();
+  }
+
+  /** Resolves once the state mark announces every change committed so far (StateStore.touchMarkSoon). */
+  settled(): Promise<void> {
+    return this.state.settled();
   }
 
   /** One round of background work; never throws (an HSM fault is logged and retried next round). */

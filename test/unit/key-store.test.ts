@@ -175,6 +175,8 @@ describe('the key store on the token (fake HSM)', () => {
       const b = await watcher(token);
       const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });
       await a.updateKey(key.keyId, (r) => ({ ...r, keyState: 'Disabled' }));
+      // The mark is replaced just after the change's caller has its answer.
+      await a.settled();
       const before = listings(b.hsm);
       await b.store.tick();
       expect(b.store.resolve(key.keyId).state).to.equal('Disabled');
@@ -187,15 +189,33 @@ describe('the key store on the token (fake HSM)', () => {
       const token = new FakeHsm();
       const a = await store(token);
       const key = await a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: '', tags: [] });
+      await a.settled();
       const b = await watcher(token, 1_000);
       const mark = token.token.stateMark;
       await a.updateKey(key.keyId, (r) => ({ ...r, description: 'behind the mark' }));
+      await a.settled();
       token.token.stateMark = mark;
       await b.store.tick();
       expect(b.store.resolve(key.keyId).description).to.equal('');
       await new Promise((r) => setTimeout(r, 1_050));
       await b.store.tick();
       expect(b.store.resolve(key.keyId).description).to.equal('behind the mark');
+    });
+
+    it('a burst of changes replaces the mark a few times, not once per change, and the last replacement follows the last change', async () => {
+      const token = new FakeHsm();
+      const aHsm = new FakeHsm(token);
+      const a = new KeyStore(CONFIG, aHsm, { log: quiet });
+      await a.init({ keys: [] });
+      await a.settled();
+      const b = await watcher(token);
+      const writes = () => aHsm.calls.filter((c) => c === 'writeStateMark').length;
+      const before = writes();
+      const keys = await Promise.all(Array.from({ length: 12 }, (_, i) => a.createKey({ keySpec: 'SYMMETRIC_DEFAULT', description: `burst ${i}`, tags: [] })));
+      await a.settled();
+      expect(writes() - before).to.be.within(1, 3);
+      await b.store.tick();
+      for (const k of keys) expect(b.store.resolve(k.keyId).description).to.match(/^burst /);
     });
 
     it('a token without a mark (state written before marks existed) gets one at start, so rounds stop listing', async () => {
