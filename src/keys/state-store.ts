@@ -81,14 +81,16 @@ export class StateStore {
       this.markAgain = true;
       return;
     }
-    this.markWrite = (async () => {
+    const run = async (): Promise<void> => {
       do {
         this.markAgain = false;
         await this.touchMark();
       } while (this.markAgain);
-    })().finally(() => {
+      // Cleared in the same turn as the last check: a change committed after it starts a new write
+      // (cleared in a .finally() instead, a change in between would set markAgain for nobody).
       this.markWrite = undefined;
-    });
+    };
+    this.markWrite = run();
   }
 
   /** Resolves once no mark write is pending (a stopping gateway waits for it). */
