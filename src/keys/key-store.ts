@@ -168,7 +168,11 @@ export class KeyStore {
     this.isLoaded = true;
     const early = this.handedOverEarly;
     this.handedOverEarly = [];
-    if (early.length > 0) await this.applyChanges(early);
+    // Loaded either way: if even the fallback re-read fails, the next refresh round sees the moved mark.
+    if (early.length > 0)
+      await this.applyChanges(early).catch((e: unknown) =>
+        this.log.warn({ err: (e as Error).name, message: (e as Error).message }, 'could not re-read the state after the load; the next refresh round will'),
+      );
   }
 
   private noteFullRefresh(mark: string): void {
