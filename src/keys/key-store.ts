@@ -317,22 +317,14 @@ export class KeyStore {
     this.state.forget(kind, name, generation);
     if (kind === 'alias') {
       const current = this.snapshot.aliases.get(name);
-      if (current === undefined || current.label.generation > generation) return;
-      this.snapshot.aliases.delete(name);
-      const entry = this.aliasIndex.get(name);
-      this.aliasIndex.delete(name);
-      if (entry !== undefined) this.detachAlias(entry.targetKeyId, name);
+      if (current !== undefined && current.label.generation <= generation) this.unindexAlias(name);
       return;
     }
     const current = this.snapshot.keys.get(name);
     if (current === undefined || current.label.generation > generation) return;
     this.snapshot.keys.delete(name);
     this.byId.delete(name);
-    for (const m of current.value.materials) {
-      const material = materialName(name, m.version);
-      this.prepared.delete(material);
-      await this.hsm.forgetKey(material);
-    }
+    for (const m of current.value.materials) await this.forgetMaterial(materialName(name, m.version));
   }
 
   /** Re-reads the token's records (other instances' changes) and rebuilds the index. */
@@ -400,11 +392,13 @@ export class KeyStore {
    */
   private async forgetGone(before: Set<string>): Promise<void> {
     const now = this.materialNames();
-    for (const name of before) {
-      if (now.has(name)) continue;
-      this.prepared.delete(name);
-      await this.hsm.forgetKey(name);
-    }
+    for (const name of before) if (!now.has(name)) await this.forgetMaterial(name);
+  }
+
+  /** Material no key uses any more: the HSM drops its cached handles and session copies. */
+  private async forgetMaterial(name: string): Promise<void> {
+    this.prepared.delete(name);
+    await this.hsm.forgetKey(name);
   }
 
   private materialRequest(r: KeyRecord, m: MaterialRecord): PrepareKeyRequest {
@@ -695,12 +689,9 @@ export class KeyStore {
 
   deleteAlias(aliasName: string, missing: () => Error): Promise<void> {
     return this.published(this.exclusive(`alias:${aliasName}`, async () => {
-      const entry = this.aliasIndex.get(aliasName);
-      if (entry === undefined) throw missing();
+      if (!this.aliasIndex.has(aliasName)) throw missing();
       await this.state.remove('alias', aliasName);
-      this.snapshot.aliases.delete(aliasName);
-      this.aliasIndex.delete(aliasName);
-      this.detachAlias(entry.targetKeyId, aliasName);
+      this.unindexAlias(aliasName);
     }));
   }
 
@@ -725,6 +716,14 @@ export class KeyStore {
     const key = this.byId.get(a.targetKeyId);
     if (key !== undefined) this.byId.set(key.keyId, { ...key, aliases: [...key.aliases, a.aliasName].sort() });
     return entry;
+  }
+
+  /** An alias removed here or by another worker, out of the snapshot and the index. */
+  private unindexAlias(aliasName: string): void {
+    this.snapshot.aliases.delete(aliasName);
+    const entry = this.aliasIndex.get(aliasName);
+    this.aliasIndex.delete(aliasName);
+    if (entry !== undefined) this.detachAlias(entry.targetKeyId, aliasName);
   }
 
   private detachAlias(keyId: string, aliasName: string): void {
@@ -757,8 +756,7 @@ export class KeyStore {
         for (const [name, a] of [...this.snapshot.aliases])
           if (a.value.targetKeyId === r.keyId) {
             await this.state.remove('alias', name);
-            this.snapshot.aliases.delete(name);
-            this.aliasIndex.delete(name);
+            this.unindexAlias(name);
           }
         await this.state.remove('key', r.keyId);
         this.snapshot.keys.delete(r.keyId);

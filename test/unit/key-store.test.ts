@@ -19,6 +19,9 @@ function recordsOf(hsm: FakeHsm, kind: 'key' | 'alias', name: string): number {
   }).length;
 }
 
+/** How often this instance listed the token's records. */
+const listings = (hsm: FakeHsm) => hsm.calls.filter((c) => c === 'listRecords').length;
+
 async function store(hsm: FakeHsm, clock?: Clock): Promise<KeyStore> {
   const s = new KeyStore(CONFIG, hsm, { log: quiet, ...(clock ? { clock } : {}) });
   await s.init({ keys: [] });
@@ -151,7 +154,6 @@ describe('the key store on the token (fake HSM)', () => {
   });
 
   describe('rounds of the background refresh and the state mark', () => {
-    const listings = (hsm: FakeHsm) => hsm.calls.filter((c) => c === 'listRecords').length;
     async function watcher(token: FakeHsm, fullRefreshMs = 60_000): Promise<{ hsm: FakeHsm; store: KeyStore }> {
       const hsm = new FakeHsm(token);
       const s = new KeyStore(CONFIG, hsm, { log: quiet, fullRefreshMs });
@@ -231,7 +233,6 @@ describe('the key store on the token (fake HSM)', () => {
   });
 
   describe('workers of one gateway: a committed change is handed to the others, which apply it without listing the token', () => {
-    const listings = (hsm: FakeHsm) => hsm.calls.filter((c) => c === 'listRecords').length;
     const view = (s: KeyStore) => ({
       keys: s.list().map((k) => ({ id: k.keyId, state: k.state, description: k.description, aliases: k.aliases, version: k.currentMaterial.version, present: k.materialPresent })),
       aliases: s.listAliases().map((a) => [a.aliasName, a.targetKeyId]),
