@@ -149,7 +149,8 @@ export function verdicts({ token, runs, keyScaling, memory }: Inputs): Verdict[]
   const rsaRatio = (rsa?.rps ?? NaN) / token.rsaDecryptOneProcess.rate;
   const peaks = memory.underLoad.concat(memory.soak.processes.map((p) => ({ pid: p.pid, role: p.role, peakMb: p.peakMb })));
   const peak = Math.max(...peaks.map((p) => p.peakMb));
-  const slope = Math.max(...memory.soak.processes.map((p) => p.slopeMbPerMin));
+  const steepest = memory.soak.processes.reduce<SoakProcess | undefined>((a, p) => (a === undefined || p.slopeMbPerMin > a.slopeMbPerMin ? p : a), undefined);
+  const slope = steepest?.slopeMbPerMin ?? NaN;
   const p99 = enc?.latencyMs.p99 ?? NaN;
   return [
     {
@@ -176,7 +177,7 @@ export function verdicts({ token, runs, keyScaling, memory }: Inputs): Verdict[]
     },
     {
       target: `RSS per process under load, and over a ${memory.soak.run.seconds.toFixed(0)} s soak`,
-      measured: `peak ${f1(peak)} MB; steepest soak slope ${f1(slope)} MB/min`,
+      measured: `peak ${f1(peak)} MB; steepest soak slope ${f1(slope)} ± ${f1(steepest?.slopeSeMbPerMin ?? NaN)} MB/min`,
       wanted: `< ${TARGETS.rssMb} MB, slope <= ${TARGETS.soakSlopeMbPerMin} MB/min`,
       pass: peak < TARGETS.rssMb && slope <= TARGETS.soakSlopeMbPerMin,
     },
@@ -315,14 +316,23 @@ export function renderMarkdown(r: BenchResult): string {
   const peaks = new Map(r.memory.underLoad.map((p) => [p.pid, p]));
   out.push(
     table(
-      ['process', 'peak under load MB', 'soak peak MB', 'soak first 10 s MB', 'soak last 10 s MB', 'slope MB/min'],
-      r.memory.soak.processes.map((p) => [processName(p), f1(peaks.get(p.pid)?.peakMb ?? NaN), f1(p.peakMb), f1(p.first10sMb), f1(p.last10sMb), f2(p.slopeMbPerMin)]),
+      ['process', 'peak under load MB', 'soak peak MB', 'soak first 10 s MB', 'soak last 10 s MB', 'slope MB/min (± standard error)'],
+      r.memory.soak.processes.map((p) => [
+        processName(p),
+        f1(peaks.get(p.pid)?.peakMb ?? NaN),
+        f1(p.peakMb),
+        f1(p.first10sMb),
+        f1(p.last10sMb),
+        `${f2(p.slopeMbPerMin)} ± ${f2(p.slopeSeMbPerMin)}`,
+      ]),
     ),
   );
   const s = r.memory.soak.run;
   out.push(
     `Soak: the mix at ${s.connections} connections for ${s.seconds.toFixed(0)} s with ${s.keys} keys on the token: ` +
-      `${f0(s.rps)} req/s, p99 ${f1(s.latencyMs.p99)} ms, ${errorCount(s)} errors.`,
+      `${f0(s.rps)} req/s, p99 ${f1(s.latencyMs.p99)} ms, ${errorCount(s)} errors. ` +
+      `RSS sampled every second; the slope is the least-squares line's, and ± its standard error from the samples' scatter about the line ` +
+      `(the samples are not independent, so the true uncertainty is larger; the target reads the slope alone).`,
   );
   out.push('## Targets (issue 5)');
   out.push(r.targets.map((t) => `- **${t.pass ? 'PASS' : 'FAIL'}** ${t.target}: ${t.measured} (target ${t.wanted})`).join('\n'));

@@ -68,10 +68,10 @@ export function median(xs: number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
-/** Least-squares slope of MB over time, in MB per minute (0 for fewer than two distinct times). */
-export function slopeMbPerMin(samples: RssSample[]): number {
+/** The least-squares line of MB over time: slope in MB per minute, and its standard error (NaN below three samples). */
+function fitMbPerMin(samples: RssSample[]): { slope: number; standardError: number } {
   const n = samples.length;
-  if (n < 2) return 0;
+  if (n < 2) return { slope: 0, standardError: NaN };
   const mt = mean(samples.map((s) => s.t));
   const mm = mean(samples.map((s) => s.mb));
   let num = 0;
@@ -80,7 +80,27 @@ export function slopeMbPerMin(samples: RssSample[]): number {
     num += (s.t - mt) * (s.mb - mm);
     den += (s.t - mt) ** 2;
   }
-  return den === 0 ? 0 : (num / den) * 60;
+  if (den === 0) return { slope: 0, standardError: NaN };
+  const perSecond = num / den;
+  let residuals = 0;
+  for (const s of samples) residuals += (s.mb - (mm + perSecond * (s.t - mt))) ** 2;
+  return { slope: perSecond * 60, standardError: n < 3 ? NaN : Math.sqrt(residuals / (n - 2) / den) * 60 };
+}
+
+/** Least-squares slope of MB over time, in MB per minute (0 for fewer than two distinct times). */
+export function slopeMbPerMin(samples: RssSample[]): number {
+  return fitMbPerMin(samples).slope;
+}
+
+/**
+ * The standard error of that slope, from the scatter of the samples about
+ * the line (NaN for fewer than three samples). RSS sampled each second is
+ * not independent from one second to the next (a worker's RSS moves in
+ * steps that last seconds), so this understates the uncertainty: read it as
+ * "the slope is noise unless it is several of these away from 0".
+ */
+export function slopeStandardErrorMbPerMin(samples: RssSample[]): number {
+  return fitMbPerMin(samples).standardError;
 }
 
 export interface RssSummary {
@@ -88,11 +108,13 @@ export interface RssSummary {
   first10sMb: number;
   last10sMb: number;
   slopeMbPerMin: number;
+  /** slopeStandardErrorMbPerMin of the same series. */
+  slopeSeMbPerMin: number;
 }
 
 /** Peak, mean of the first and of the last 10 s, and the trend of one process's soak series. */
 export function summarizeRss(samples: RssSample[]): RssSummary {
-  if (samples.length === 0) return { peakMb: NaN, first10sMb: NaN, last10sMb: NaN, slopeMbPerMin: NaN };
+  if (samples.length === 0) return { peakMb: NaN, first10sMb: NaN, last10sMb: NaN, slopeMbPerMin: NaN, slopeSeMbPerMin: NaN };
   const t0 = Math.min(...samples.map((s) => s.t));
   const t1 = Math.max(...samples.map((s) => s.t));
   return {
@@ -100,5 +122,6 @@ export function summarizeRss(samples: RssSample[]): RssSummary {
     first10sMb: mean(samples.filter((s) => s.t < t0 + 10).map((s) => s.mb)),
     last10sMb: mean(samples.filter((s) => s.t > t1 - 10).map((s) => s.mb)),
     slopeMbPerMin: slopeMbPerMin(samples),
+    slopeSeMbPerMin: slopeStandardErrorMbPerMin(samples),
   };
 }

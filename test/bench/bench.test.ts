@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { renderMarkdown, renderSvg, verdicts, type BenchResult, type LoadRun } from '../../bench/report.js';
-import { median, parseWrkOutput, slopeMbPerMin, summarizeRss, WRK_RESULT_MARKER } from '../../bench/stats.js';
+import { median, parseWrkOutput, slopeMbPerMin, slopeStandardErrorMbPerMin, summarizeRss, WRK_RESULT_MARKER } from '../../bench/stats.js';
 import { wrkScript, type WireRequest } from '../../bench/wrk.js';
 
 const WRK_LINE = `${WRK_RESULT_MARKER}{"requests":24000,"duration_us":8000000,"mean_us":2100.5,"p50_us":1800,"p90_us":3200,"p99_us":9500,"max_us":41000,"status":3,"connect":0,"read":1,"write":0,"timeout":2}`;
@@ -56,7 +56,7 @@ function result(over: { encryptRps?: number; p99?: number; rsaRps?: number; afte
       underLoad: [{ pid: 10, role: 'primary' as const, peakMb: over.peakMb ?? 90 }],
       soak: {
         run: { ...soakRun, seconds: 60 },
-        processes: [{ pid: 10, role: 'primary' as const, peakMb: 85, first10sMb: 80, last10sMb: 81, slopeMbPerMin: over.soakSlope ?? 0.5, samples: [] }],
+        processes: [{ pid: 10, role: 'primary' as const, peakMb: 85, first10sMb: 80, last10sMb: 81, slopeMbPerMin: over.soakSlope ?? 0.5, slopeSeMbPerMin: 0.3, samples: [] }],
       },
     },
     files: { json: 'results/bench-x.json', markdown: 'results/bench-x.md', svg: 'results/bench-x.svg' },
@@ -85,6 +85,17 @@ describe('the benchmark (bench/)', () => {
       expect(slopeMbPerMin(growing)).to.be.closeTo(6, 0.2);
       expect(slopeMbPerMin(Array.from({ length: 61 }, (_, t) => ({ t, mb: 100 })))).to.equal(0);
       expect(slopeMbPerMin([{ t: 0, mb: 1 }])).to.equal(0);
+    });
+
+    it('gives the standard error of that slope: 0 on a straight line, larger the more the samples scatter about it', () => {
+      const line = Array.from({ length: 61 }, (_, t) => ({ t, mb: 100 + t / 10 }));
+      expect(slopeStandardErrorMbPerMin(line)).to.be.closeTo(0, 1e-9);
+      const scatter = (amplitude: number) => Array.from({ length: 61 }, (_, t) => ({ t, mb: 100 + t / 10 + (t % 2 === 0 ? amplitude : -amplitude) }));
+      // Residuals of +-3 MB about the line over 61 one-second samples: sqrt(9 * 61 / 59 / sum((t - 30)^2)) * 60 = 1.33 MB/min.
+      expect(slopeStandardErrorMbPerMin(scatter(3))).to.be.closeTo(1.33, 0.02);
+      expect(slopeStandardErrorMbPerMin(scatter(6))).to.be.closeTo(2.66, 0.04);
+      expect(slopeStandardErrorMbPerMin([{ t: 0, mb: 1 }, { t: 1, mb: 2 }])).to.be.NaN;
+      expect(summarizeRss(scatter(3)).slopeSeMbPerMin).to.be.closeTo(1.33, 0.02);
     });
 
     it('takes the median of an odd and of an even count, and of none', () => {
