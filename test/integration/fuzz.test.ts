@@ -21,7 +21,6 @@
 import { connect } from 'node:net';
 import { expect } from 'chai';
 import fc from 'fast-check';
-import pkcs11js from 'pkcs11js';
 import { operations } from '../../src/operations/registry.js';
 import { UNSUPPORTED_OPERATIONS } from '../../src/operations/unsupported.js';
 import {
@@ -35,7 +34,7 @@ import {
   type GatewayProcess,
   type TokenDir,
 } from '../support/gateway.js';
-import { withToken } from '../support/token.js';
+import { tokenLabels } from '../support/token.js';
 import { EncryptCommand } from '@aws-sdk/client-kms';
 
 type Json = Record<string, any>;
@@ -433,22 +432,7 @@ function exchange(port: number, bytes: Buffer, headRequest: boolean): Promise<An
 
 /** The token's objects, as their sorted labels (records carry their generation in the label). */
 function tokenObjects(token: TokenDir): string[] {
-  return withToken(token, (lib, session) => {
-    lib.C_FindObjectsInit(session, []);
-    const handles: Buffer[] = [];
-    for (;;) {
-      const batch = lib.C_FindObjects(session, 100);
-      if (batch.length === 0) break;
-      handles.push(...batch);
-    }
-    lib.C_FindObjectsFinal(session);
-    return handles
-      .map((h) => {
-        const [attr] = lib.C_GetAttributeValue(session, h, [{ type: pkcs11js.CKA_LABEL }]);
-        return (attr?.value as Buffer | undefined)?.toString('utf8') ?? '';
-      })
-      .sort();
-  });
+  return tokenLabels(token).sort();
 }
 
 // ---------------------------------------------------------------- the test

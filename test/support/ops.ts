@@ -221,3 +221,22 @@ export function metricSum(text: string, name: string, labels: Record<string, str
   }
   return sum;
 }
+
+/**
+ * Resolves once the gateway at `url` has no HSM call in flight
+ * (kmsgw_hsm_sessions{state="in_use"} is 0 at a scrape). After a change, a
+ * gateway replaces its state mark in the background, destroying the old mark
+ * object: a test that reads the token's objects from its own process while
+ * another process destroys one of them saw CKR_OBJECT_HANDLE_INVALID once
+ * and a crash of the test process once (SoftHSM2 2.6.1), so such a test
+ * reads only after this. Reads by the gateway itself (its refresh rounds)
+ * may start again at any time; they destroy nothing.
+ */
+export async function hsmIdle(url: string): Promise<void> {
+  await waitFor(
+    'no HSM call in flight',
+    async () => (metricSum(await (await fetch(`${url}/metrics`)).text(), 'kmsgw_hsm_sessions', { state: 'in_use' }) === 0 ? true : undefined),
+    10_000,
+    50,
+  );
+}

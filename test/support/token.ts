@@ -46,3 +46,32 @@ export function withToken<T>(token: TokenDir, fn: (lib: pkcs11js.PKCS11, session
     else process.env['SOFTHSM2_CONF'] = saved;
   }
 }
+
+/**
+ * The CKA_LABEL of every object on `token`, in the order found (private
+ * objects included: the session is logged in). A gateway may be running on
+ * the token: it replaces its state mark in the background after a change, so
+ * an object found here can be destroyed before its label is read
+ * (CKR_OBJECT_HANDLE_INVALID); such an object is no longer on the token and
+ * is left out.
+ */
+export function tokenLabels(token: TokenDir): string[] {
+  return withToken(token, (lib, session) => {
+    lib.C_FindObjectsInit(session, []);
+    const handles: Handle[] = [];
+    for (let batch = lib.C_FindObjects(session, 100); batch.length > 0; batch = lib.C_FindObjects(session, 100)) handles.push(...batch);
+    lib.C_FindObjectsFinal(session);
+    const labels: string[] = [];
+    for (const h of handles) {
+      let attr: pkcs11js.Attribute | undefined;
+      try {
+        [attr] = lib.C_GetAttributeValue(session, h, [{ type: pkcs11js.CKA_LABEL }]);
+      } catch (e) {
+        if ((e as { code?: number }).code === pkcs11js.CKR_OBJECT_HANDLE_INVALID) continue;
+        throw e;
+      }
+      labels.push(Buffer.isBuffer(attr?.value) ? attr.value.toString('utf8') : String(attr?.value ?? ''));
+    }
+    return labels;
+  });
+}
