@@ -140,6 +140,20 @@ describe('the benchmark (bench/)', () => {
       expect(md).not.to.contain('The token alone');
     });
 
+    it('prints a ratio that misses its target by less than 0.005 to 3 decimals, so it never reads as the target beside FAIL', () => {
+      const r = result({ afterRps: 9_000 });
+      const pair = (few: number, many: number) => ({ first: 'few' as const, few: run('Encrypt 4 KB', 32, few), many: { ...run('Encrypt 4 KB', 32, many), keys: 1000 } });
+      const miss = verdicts({ ...r, keyScaling: { ...r.keyScaling, pairs: [pair(10_000, 8_960)], ratio: 0.896 } })[2];
+      expect(miss?.pass).to.equal(false);
+      expect(miss?.measured).to.equal('median of 1 alternating pairs 0.896 (0.90)');
+      const hit = verdicts({ ...r, keyScaling: { ...r.keyScaling, pairs: [pair(10_000, 9_000)], ratio: 0.9 } })[2];
+      expect(hit?.pass).to.equal(true);
+      expect(hit?.measured).to.equal('median of 1 alternating pairs 0.90 (0.90)');
+      const rsa = verdicts(result({ rsaRps: 1.598 * r.token.rsaDecryptOneProcess.rate }))[1];
+      expect(rsa?.pass).to.equal(false);
+      expect(rsa?.measured).to.contain('= 1.598 x token one-process rate');
+    });
+
     it('sets the token alone on the same two tokens next to the verdict, without changing it', () => {
       const r = result({ afterRps: 9_000 });
       const pair = (first: 'few' | 'many', few: number, many: number) => ({ first, few: run('Encrypt 4 KB', 32, few), many: { ...run('Encrypt 4 KB', 32, many), keys: 1000 } });
