@@ -180,16 +180,6 @@ export function runPrimary({ workers, log }: PrimaryOptions): void {
   // A smaller young generation per worker: V8's default (16 MB semi-spaces)
   // grows to ~48 MB under the request rate and stays; 4 MB semi-spaces cut a
   // worker's RSS by ~20 MB at the same throughput (bench/hsm-micro.ts).
-  // A fixed old-generation growth of 25% after each mark-compact (V8's
-  // default picks up to 2x and more by its own speed heuristics): the
-  // request path's Buffers that reach the old generation are freed only by
-  // a mark-compact, and glibc's arenas keep the high-water mark of what was
-  // allocated meanwhile. Measured by hand (2 workers, 1,400-key token,
-  // Encrypt 4 KB 30 s then the mix 90 s, 3 alternations): by default one
-  // worker of each run ran half the mark-compacts of the other and sat at
-  // 188-208 MB, its arenas filled (the other at 143-150 MB); with 25% both
-  // sat at 143-153 MB, at the same request rate. The flag is process-wide,
-  // so the lane threads' isolates get it too.
-  cluster.setupPrimary({ execArgv: [...process.execArgv, '--max-semi-space-size=4', '--heap-growing-percent=25'] });
+  cluster.setupPrimary({ execArgv: [...process.execArgv, '--max-semi-space-size=4'] });
   fork();
 }

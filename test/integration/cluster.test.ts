@@ -74,13 +74,6 @@ describe('a gateway of two worker processes (node:cluster)', function () {
     expect(JSON.parse(announced[0] as string)).to.include({ workers: WORKERS });
   });
 
-  it("runs its workers with the V8 settings that keep a worker's RSS down (4 MB semi-spaces, 25% old-generation growth)", function () {
-    for (const pid of workerPids(gw)) {
-      const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      expect(args, `worker ${pid}`).to.include.members(['--max-semi-space-size=4', '--heap-growing-percent=25']);
-    }
-  });
-
   it('created the configured keys once on a new token, though two workers opened it: each works from every worker', async function () {
     const answers = await onFreshConnections(gw, (kms) => kms.send(new EncryptCommand({ KeyId: 'alias/demo-aes', Plaintext: Buffer.from('seeded once') })));
     expect(answers.every((a) => a.CiphertextBlob !== undefined)).to.equal(true);
