@@ -108,7 +108,7 @@ export interface RssSummary {
   first10sMb: number;
   last10sMb: number;
   slopeMbPerMin: number;
-  /** slopeStandardErrorMbPerMin of the same series. */
+  /** The standard error of slopeMbPerMin (slopeStandardErrorMbPerMin). */
   slopeSeMbPerMin: number;
 }
 
@@ -117,11 +117,12 @@ export function summarizeRss(samples: RssSample[]): RssSummary {
   if (samples.length === 0) return { peakMb: NaN, first10sMb: NaN, last10sMb: NaN, slopeMbPerMin: NaN, slopeSeMbPerMin: NaN };
   const t0 = Math.min(...samples.map((s) => s.t));
   const t1 = Math.max(...samples.map((s) => s.t));
+  const fit = fitMbPerMin(samples);
   return {
     peakMb: Math.max(...samples.map((s) => s.mb)),
     first10sMb: mean(samples.filter((s) => s.t < t0 + 10).map((s) => s.mb)),
     last10sMb: mean(samples.filter((s) => s.t > t1 - 10).map((s) => s.mb)),
-    slopeMbPerMin: slopeMbPerMin(samples),
-    slopeSeMbPerMin: slopeStandardErrorMbPerMin(samples),
+    slopeMbPerMin: fit.slope,
+    slopeSeMbPerMin: fit.standardError,
   };
 }
