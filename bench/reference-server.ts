@@ -8,6 +8,13 @@
  *
  * - `software`: AES-256-GCM with node:crypto and a key in memory: the kind
  *   of work a software KMS emulator does (no HSM).
+ * - `hsm-inline`: the same token calls made synchronously on the event loop
+ *   (Pkcs11Hsm, one session, on a session copy of the key as
+ *   config/default.json has it): what the token path costs without the
+ *   hand-off to a lane thread. The gateway never does this: a frozen token
+ *   would freeze the event loop, and no client would get its
+ *   DependencyTimeoutException within the deadline. It says what the
+ *   deadline costs.
  * - `hsm-layer`: the gateway's own HSM layer (openPkcs11Hsm: GuardedHsm and
  *   its worker-thread lanes, deadlines included) on the bench token's AES
  *   key: the ceiling of the gateway's token path with nothing else around it.
@@ -21,12 +28,14 @@ import { createCipheriv, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { loadConfig, readPin } from '../src/config/config.js';
+import type { Hsm } from '../src/hsm/hsm.js';
 import { openPkcs11Hsm } from '../src/hsm/pkcs11/open.js';
+import { Pkcs11Hsm } from '../src/hsm/pkcs11/pkcs11-hsm.js';
 import { BENCH_AES } from './bench-keys.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const [mode = '', port = '0', workers = '1', dataDir = ''] = process.argv.slice(2);
-if (mode !== 'software' && mode !== 'hsm-layer') throw new Error(`unknown mode '${mode}'`);
+if (mode !== 'software' && mode !== 'hsm-inline' && mode !== 'hsm-layer') throw new Error(`unknown mode '${mode}'`);
 const KEY_ARN = 'arn:aws:kms:us-east-1:111122223333:key/00000000-0000-4000-8000-000000000000';
 
 type Seal = (plaintext: Buffer) => Promise<Buffer>;
@@ -44,7 +53,11 @@ async function sealer(): Promise<Seal> {
   }
   const config = loadConfig({ path: join(ROOT, 'config', 'default.json'), dataDir });
   const log = { info() {}, warn: (o: object, m: string) => console.error(m, o), error: (o: object, m: string) => console.error(m, o) };
-  const hsm = await openPkcs11Hsm(config.hsm, readPin(config.hsm.pin, process.env), log);
+  const pin = readPin(config.hsm.pin, process.env);
+  const hsm: Hsm =
+    mode === 'hsm-inline'
+      ? await Pkcs11Hsm.open({ module: config.hsm.module, token: config.hsm.token, pin, sessionPoolSize: 1, sessionKeyCopies: config.hsm.sessionKeyCopies, log })
+      : await openPkcs11Hsm(config.hsm, pin, log);
   const r = await hsm.prepareKey({ ...BENCH_AES, createIfMissing: false });
   if (r.state !== 'ready') throw new Error('the bench AES key is missing: run token-limit.js setup first');
   return async (plaintext) => {

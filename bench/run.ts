@@ -20,7 +20,7 @@ import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { KmsClient } from './kms-client.js';
 import { CLOCK_TICKS, processTree, TreeSampler } from './proc-tree.js';
-import { renderMarkdown, renderSvg, verdicts, type BenchResult, type KeyPair, type LoadRun, type ProcessPeak, type ReferenceRun, type TokenRate } from './report.js';
+import { REFERENCE_MODES, renderMarkdown, renderSvg, verdicts, type BenchResult, type KeyPair, type LoadRun, type ProcessPeak, type ReferenceMode, type ReferenceRun, type TokenRate } from './report.js';
 import { errorCount, median, summarizeRss } from './stats.js';
 import { runWrk, wrkScript, type WireRequest } from './wrk.js';
 
@@ -173,7 +173,7 @@ function rated(run: LoadRun, kind: Kind, token: BenchResult['token']): LoadRun {
  * byte for byte the same; the reference checks no signature), after the
  * same warm-up the gateway gets.
  */
-async function referenceRun(mode: 'software' | 'hsm-layer', dataDir: string, plaintext: string): Promise<ReferenceRun> {
+async function referenceRun(mode: ReferenceMode, dataDir: string, plaintext: string): Promise<ReferenceRun> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = track(
@@ -636,7 +636,8 @@ async function main(cleanups: (() => Promise<void> | void)[]): Promise<void> {
 
   const token = await tokenLimits(dataDir);
   const referencePlaintext = b64(randomBytes(4096));
-  const references = [await referenceRun('software', dataDir, referencePlaintext), await referenceRun('hsm-layer', dataDir, referencePlaintext)];
+  const references: ReferenceRun[] = [];
+  for (const mode of REFERENCE_MODES) references.push(await referenceRun(mode, dataDir, referencePlaintext));
 
   const gateway = await startGateway(dataDir);
   cleanups.push(() => gateway.stop());

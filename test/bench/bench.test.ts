@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { renderMarkdown, renderSvg, verdicts, type BenchResult, type LoadRun } from '../../bench/report.js';
+import { cpuMicrosPerRequest, renderMarkdown, renderSvg, verdicts, type BenchResult, type LoadRun, type ReferenceMode } from '../../bench/report.js';
 import { median, parseWrkOutput, slopeMbPerMin, slopeStandardErrorMbPerMin, summarizeRss, WRK_RESULT_MARKER } from '../../bench/stats.js';
 import { wrkScript, type WireRequest } from '../../bench/wrk.js';
 
@@ -188,15 +188,25 @@ describe('the benchmark (bench/)', () => {
       expect(renderSvg(result())).to.match(/^<svg [^]*<\/svg>\n$/);
     });
 
-    it('sets the gateway against the bare reference servers measured in the same run, when there are any', () => {
+    it('sets the gateway against the bare reference servers measured in the same run, with the CPU each step adds per request', () => {
       const r = result({ encryptRps: 4_000 });
       expect(renderMarkdown(r)).not.to.contain('## Reference servers');
-      const ref = (mode: 'software' | 'hsm-layer', rps: number) => ({ ...run('x', 32, rps), mode, cpuPercent: 195, wrkCpuPercent: 30 });
-      const md = renderMarkdown({ ...r, references: [ref('software', 16_000), ref('hsm-layer', 8_000)] });
+      const ref = (mode: ReferenceMode, rps: number) => ({ ...run('x', 32, rps), mode, cpuPercent: 192, wrkCpuPercent: 30 });
+      const md = renderMarkdown({ ...r, references: [ref('software', 16_000), ref('hsm-inline', 12_000), ref('hsm-layer', 8_000)] });
       expect(md).to.contain('## Reference servers (bare node:http, 2 processes, the same Encrypt 4 KB load at 32 connections)');
-      // req/s, x token one-process limit (20,000/s), gateway Encrypt 4 KB (4,000 req/s) over this.
-      expect(md).to.match(/\| AES-256-GCM in node:crypto [^|]* \| 16,000 \|[^\n]*\| 0\.80 \| 0\.25 \|/);
-      expect(md).to.match(/\| the gateway's HSM layer [^|]* \| 8,000 \|[^\n]*\| 0\.40 \| 0\.50 \|/);
+      // req/s, CPU per request (192% of a core over req/s), x token one-process limit (20,000/s), gateway Encrypt 4 KB (4,000 req/s) over this.
+      expect(md).to.match(/\| AES-256-GCM in node:crypto [^|]* \| 16,000 \|[^\n]*\| 192 \| 120 \| 30 \| 0\.80 \| 0\.25 \|/);
+      expect(md).to.match(/\| the token called synchronously on the event loop [^|]* \| 12,000 \|[^\n]*\| 160 \| 30 \| 0\.60 \| 0\.33 \|/);
+      expect(md).to.match(/\| the gateway's HSM layer [^|]* \| 8,000 \|[^\n]*\| 240 \| 30 \| 0\.40 \| 0\.50 \|/);
+      // The gateway's own row, for the same column.
+      const enc = r.runs.find((x) => x.workload === 'Encrypt 4 KB' && x.connections === 32);
+      const gatewayMicros = Math.round(((enc?.gatewayCpuPercent ?? 0) / 100) * 1e6 / 4_000).toLocaleString('en-US');
+      expect(md).to.match(new RegExp(`\\| the gateway \\(Encrypt 4 KB above\\) \\| 4,000 \\|[^\\n]*\\| ${gatewayMicros} \\|[^\\n]*\\| 0\\.20 \\| +\\|$`, 'm'));
+    });
+
+    it('counts CPU per request over the whole server, and none when nothing was answered', () => {
+      expect(cpuMicrosPerRequest(190, 10_000)).to.equal(190);
+      expect(cpuMicrosPerRequest(190, 0)).to.be.NaN;
     });
   });
 
