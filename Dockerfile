@@ -15,8 +15,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
+# patches/: applied by the postinstall (patch-package), which rebuilds the
+# pkcs11js addon from the patched source.
+COPY patches ./patches
 RUN npm ci --no-audit --no-fund --loglevel=error \
- && test -f node_modules/pkcs11js/build/Release/pkcs11.node
+ && test -f node_modules/pkcs11js/build/Release/pkcs11.node \
+ && grep -qF 'Answer what the token answers for a buffer that is too small' node_modules/pkcs11js/src/pkcs11.cpp
 COPY tsconfig.json ./
 COPY src ./src
 # tsconfig.json also includes test/ and bench/; only src/ is copied, so only

@@ -24,6 +24,9 @@ SHELL := /bin/bash
 SOFTHSM_LIB  := /usr/lib/softhsm/libsofthsm2.so
 NPM_STAMP    := node_modules/.kmsgw-installed
 PKCS11_ADDON := node_modules/pkcs11js/build/Release/pkcs11.node
+# A line of patches/pkcs11js+2.1.7.patch: the addon must be built from patched source.
+PKCS11_SRC   := node_modules/pkcs11js/src/pkcs11.cpp
+PKCS11_MARK  := Answer what the token answers for a buffer that is too small
 TSC          := node_modules/.bin/tsc
 MOCHA_ARGS   ?=
 
@@ -101,17 +104,25 @@ npm-deps: $(NPM_STAMP)
 # (its hidden lockfile is not older than package-lock.json) and that has the
 # native addon is adopted without a reinstall.
 # pkcs11js's install script (node-gyp rebuild) builds the native addon; npm 11
-# runs it because package.json has "allowScripts": {"pkcs11js": true}. If it
-# did not run (e.g. ignore-scripts=true in an npmrc), rebuild explicitly.
-$(NPM_STAMP): package-lock.json
+# runs it because package.json has "allowScripts": {"pkcs11js": true}. Our
+# postinstall then applies patches/ (patch-package) and rebuilds the addon
+# from the patched source. If scripts did not run (e.g. ignore-scripts=true
+# in an npmrc), do both explicitly: an addon built from unpatched source is
+# refused.
+$(NPM_STAMP): package-lock.json $(wildcard patches/*.patch)
 	@if [ -f node_modules/.package-lock.json ] && [ -f "$(PKCS11_ADDON)" ] \
-	    && ! [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+	    && ! [ package-lock.json -nt node_modules/.package-lock.json ] \
+	    && grep -qF "$(PKCS11_MARK)" "$(PKCS11_SRC)" && ! [ "$(PKCS11_SRC)" -nt "$(PKCS11_ADDON)" ]; then \
 	  touch "$@"; exit 0; \
 	fi; \
 	echo "make: npm ci"; \
 	npm ci --no-audit --no-fund --loglevel=error; \
-	if [ ! -f "$(PKCS11_ADDON)" ]; then \
-	  echo "make: pkcs11js native addon not built by npm ci; running npm rebuild pkcs11js"; \
+	if ! grep -qF "$(PKCS11_MARK)" "$(PKCS11_SRC)"; then \
+	  echo "make: patches/ not applied by npm ci (scripts off?); running patch-package"; \
+	  node_modules/.bin/patch-package; \
+	fi; \
+	if [ ! -f "$(PKCS11_ADDON)" ] || [ "$(PKCS11_SRC)" -nt "$(PKCS11_ADDON)" ]; then \
+	  echo "make: pkcs11js native addon missing or older than its patched source; running npm rebuild pkcs11js"; \
 	  npm rebuild pkcs11js --ignore-scripts=false --no-audit --no-fund --loglevel=error; \
 	fi; \
 	if [ ! -f "$(PKCS11_ADDON)" ]; then \

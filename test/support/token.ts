@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import pkcs11js from 'pkcs11js';
+import { readDisposition } from '../../src/hsm/pkcs11/ckr.js';
 import { SOFTHSM_MODULE, type TokenDir } from './gateway.js';
 
 export type Handle = Buffer;
@@ -52,8 +53,9 @@ export function withToken<T>(token: TokenDir, fn: (lib: pkcs11js.PKCS11, session
  * objects included: the session is logged in). A gateway may be running on
  * the token: it replaces its state mark in the background after a change, so
  * an object found here can be destroyed before its label is read
- * (CKR_OBJECT_HANDLE_INVALID); such an object is no longer on the token and
- * is left out.
+ * (CKR_OBJECT_HANDLE_INVALID, or CKR_BUFFER_TOO_SMALL when it went between
+ * pkcs11js's two calls: src/hsm/pkcs11/ckr.ts, readDisposition); such an
+ * object is no longer on the token and is left out.
  */
 export function tokenLabels(token: TokenDir): string[] {
   return withToken(token, (lib, session) => {
@@ -67,7 +69,7 @@ export function tokenLabels(token: TokenDir): string[] {
       try {
         [attr] = lib.C_GetAttributeValue(session, h, [{ type: pkcs11js.CKA_LABEL }]);
       } catch (e) {
-        if ((e as { code?: number }).code === pkcs11js.CKR_OBJECT_HANDLE_INVALID) continue;
+        if (readDisposition(e) === 'handle') continue;
         throw e;
       }
       labels.push(Buffer.isBuffer(attr?.value) ? attr.value.toString('utf8') : String(attr?.value ?? ''));

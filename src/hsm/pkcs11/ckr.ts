@@ -73,6 +73,7 @@ export const CKR = {
   CRYPTOKI_ALREADY_INITIALIZED: C['CKR_CRYPTOKI_ALREADY_INITIALIZED'] as number,
   USER_ALREADY_LOGGED_IN: C['CKR_USER_ALREADY_LOGGED_IN'] as number,
   OPERATION_ACTIVE: C['CKR_OPERATION_ACTIVE'] as number,
+  BUFFER_TOO_SMALL: C['CKR_BUFFER_TOO_SMALL'] as number,
 };
 
 /**
@@ -128,4 +129,18 @@ export function disposition(err: unknown, decrypting: boolean): Disposition {
   if (code === undefined) return 'bug';
   if (code === CKR.GENERAL_ERROR) return decrypting ? 'data' : 'token';
   return byCode.get(code) ?? 'token';
+}
+
+/**
+ * The disposition of an error from C_GetAttributeValue on a token object.
+ * pkcs11js sizes the value buffers itself from a first call, so
+ * CKR_BUFFER_TOO_SMALL from its second call means the object changed between
+ * the two: another process destroyed it and SoftHSM 2.6.1 answered the
+ * second call for an object that is being replaced (pkcs11js 2.1.7 then read
+ * from NULL and crashed the process; patches/pkcs11js+2.1.7.patch answers
+ * CKR_BUFFER_TOO_SMALL instead). The gateway never changes an object in
+ * place, so that is the object going away, as CKR_OBJECT_HANDLE_INVALID.
+ */
+export function readDisposition(err: unknown): Disposition {
+  return ckrCode(err) === CKR.BUFFER_TOO_SMALL ? 'handle' : disposition(err, false);
 }

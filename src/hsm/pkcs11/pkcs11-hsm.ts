@@ -26,7 +26,7 @@ import { KeyUnavailableException, KmsError, KMSInternalException, InvalidCiphert
 import type { RsaKeySpec } from '../../config/config.js';
 import type { AesGcmSealed, FindKeyResult, Hsm, HsmDescription, HsmRecordRef, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
 import { oaepDecode, oaepEncode } from '../oaep.js';
-import { CKR, ckrCode, ckrName, disposition, isCopyRefused, isPinRefused } from './ckr.js';
+import { CKR, ckrCode, ckrName, disposition, isCopyRefused, isPinRefused, readDisposition } from './ckr.js';
 import { createWithRetry, FIND_TRIES, retryGeneralError, type CreateRetryHooks } from './transient-retry.js';
 import { SessionPool } from './session-pool.js';
 
@@ -524,7 +524,7 @@ export class Pkcs11Hsm implements Hsm {
         try {
           attrs = lib.C_GetAttributeValue(s, handle, [{ type: pkcs11js.CKA_LABEL }, { type: pkcs11js.CKA_ID }]);
         } catch (e) {
-          if (disposition(e, false) === 'handle') continue; // destroyed meanwhile
+          if (readDisposition(e) === 'handle') continue; // destroyed meanwhile
           throw e;
         }
         const label = (attrs[0]?.value as Buffer | undefined)?.toString('utf8') ?? '';
@@ -919,7 +919,7 @@ export class Pkcs11Hsm implements Hsm {
             label = (this.lib.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }])[0]?.value as Buffer).toString('utf8');
           } catch (e) {
             // Deleted by another gateway between the find and the read.
-            if (disposition(e, false) !== 'handle') throw e;
+            if (readDisposition(e) !== 'handle') throw e;
             continue;
           }
           // Let the thread answer its lane while a large token is read for the first time.
@@ -955,7 +955,8 @@ export class Pkcs11Hsm implements Hsm {
       try {
         return op(h);
       } catch (e) {
-        if (disposition(e, false) !== 'handle') throw e;
+        // readDisposition: `op` reads the record's value, or destroys it (which never answers CKR_BUFFER_TOO_SMALL).
+        if (readDisposition(e) !== 'handle') throw e;
       }
     }
     return undefined;
@@ -1037,7 +1038,7 @@ export class Pkcs11Hsm implements Hsm {
           labels = this.markLabels(s, this.markHandles);
         } catch (e) {
           // A mark destroyed by a writer: the state changed; find the current ones.
-          if (disposition(e, false) !== 'handle') throw e;
+          if (readDisposition(e) !== 'handle') throw e;
         }
       }
       if (labels === undefined) {
@@ -1049,7 +1050,7 @@ export class Pkcs11Hsm implements Hsm {
             labels = this.markLabels(s, this.markHandles);
             break;
           } catch (e) {
-            if (attempt >= 3 || disposition(e, false) !== 'handle') throw e;
+            if (attempt >= 3 || readDisposition(e) !== 'handle') throw e;
             this.markHandles = this.findAll(s, this.markTemplate());
           }
         }
