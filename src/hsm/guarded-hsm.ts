@@ -127,8 +127,6 @@ type FaultKind = 'timeout' | 'unavailable';
 
 const TOKEN_UNAVAILABLE = 'The HSM is unavailable.';
 const TOKEN_TIMEOUT = 'The HSM did not answer in time.';
-/** A lane missing at least this many keys learns them all in one pass over the token (see learn). */
-const LEARN_IN_ONE_PASS = 8;
 /** Calls that hold the token for many milliseconds (key generation, a scan of the token's objects). */
 const SLOW = new Set<HsmMechanism>(['CKM_AES_KEY_GEN', 'CKM_RSA_PKCS_KEY_PAIR_GEN', 'C_FindObjects']);
 
@@ -539,24 +537,24 @@ export class GuardedHsm implements Hsm {
   }
 
   /**
-   * Tells a lane about a key it has not used yet. One C_FindObjects costs
-   * about as much as a pass over every key object on the token (both are
-   * linear in the number of objects), so a lane that lacks many keys (it
-   * was busy or recovering when the others learned them, or they were
-   * created on another lane) learns all of them in one pass instead of
-   * paying one find per key on its first request for each.
+   * Tells a lane about a key it has not used yet: one find of that key, on
+   * the request's deadline. Linear in the token's objects (~65 ms at 1,000
+   * keys on SoftHSM2 2.6.1), but never more: a lane thread carries several
+   * lanes, and a burst of requests for a key that its lanes do not know
+   * yet makes each of them learn it, one after the other on that thread.
+   * Learning every unknown key in one pass instead (a scan of every key
+   * object, ~500 ms at 1,000 keys) made such a burst after 300 CreateKey
+   * wait 580-712 ms per lane (by hand, 8 lanes on one thread); with 32
+   * connections the later calls passed the deadline, their lanes were
+   * quarantined and recovered (which forgets what they learned), the
+   * circuit opened, and a third of the Encrypt answers were
+   * DependencyTimeoutException. Whole passes happen only where no request
+   * waits for them: findKeys (loading and refreshing the key state) teaches
+   * the idle lanes that know nothing yet.
    */
   private async learn(lane: LaneState, name: string): Promise<void> {
     const req = this.keys.get(name);
     if (req === undefined) throw new KMSInternalException(`key material '${name}' was never prepared`);
-    const unknown: PrepareKeyRequest[] = [];
-    for (const [n, r] of this.keys) if (!lane.known.has(n)) unknown.push({ ...r, createIfMissing: false });
-    if (unknown.length >= LEARN_IN_ONE_PASS) {
-      const out = await lane.lane.findKeys(unknown);
-      out.forEach((r, i) => r.state === 'ready' && lane.known.add(unknown[i]!.name));
-      if (!lane.known.has(name)) throw new KeyUnavailableException(`${req.displayName} is unavailable.`);
-      return;
-    }
     const r = await lane.lane.prepareKey({ ...req, createIfMissing: false });
     if (r.state !== 'ready') throw new KeyUnavailableException(`${req.displayName} is unavailable.`);
     lane.known.add(name);
