@@ -35,21 +35,24 @@ function racer(mode: 'write' | 'find' | 'records' | 'scan', ms: number, startAt:
       log,
     };
     const hsm = await Pkcs11Hsm.open(options);
+    const mode = ${JSON.stringify(mode)};
     // 'scan' reads with pkcs11js itself, on a session of its own (SoftHSM2 is initialised once per process).
     const require = createRequire(${JSON.stringify(join(ROOT, 'package.json'))});
     const pkcs11js = require('pkcs11js');
-    const lib = new pkcs11js.PKCS11();
-    lib.load(options.module);
-    try { lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK }); } catch (e) { if (e.code !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw e; }
-    const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === options.token.label);
-    const session = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
+    let lib, session;
+    if (mode === 'scan') {
+      lib = new pkcs11js.PKCS11();
+      lib.load(options.module);
+      try { lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK }); } catch (e) { if (e.code !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw e; }
+      const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === options.token.label);
+      session = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
+    }
     let gone = 0;
     let ok = 0, bad = 0;
     await new Promise((r) => setTimeout(r, Math.max(0, ${startAt} - Date.now())));
     const end = Date.now() + ${ms};
     while (Date.now() < end) {
       try {
-        const mode = ${JSON.stringify(mode)};
         if (mode === 'write') await hsm.writeStateMark(randomBytes(16));
         else if (mode === 'records') {
           // A new record, then the previous one destroyed: the churn of CreateKey and key deletion.
@@ -75,7 +78,7 @@ function racer(mode: 'write' | 'find' | 'records' | 'scan', ms: number, startAt:
         bad++;
       }
     }
-    lib.C_CloseSession(session);
+    if (session !== undefined) lib.C_CloseSession(session);
     await hsm.close();
     console.log(JSON.stringify({ ok, bad, gone }));
     process.exit(0);

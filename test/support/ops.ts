@@ -226,9 +226,11 @@ export function metricSum(text: string, name: string, labels: Record<string, str
  * Resolves once the gateway at `url` has no HSM call in flight
  * (kmsgw_hsm_sessions{state="in_use"} is 0 at a scrape). After a change, a
  * gateway replaces its state mark in the background, destroying the old mark
- * object: a test that reads the token's objects from its own process while
- * another process destroys one of them saw CKR_OBJECT_HANDLE_INVALID once
- * and a crash of the test process once (SoftHSM2 2.6.1), so such a test
+ * object and creating a new one: a test that reads the token's objects then
+ * may see either mark, or neither. tokenLabels() (token.ts) survives the
+ * race (an object gone between the find and the read is left out; the crash
+ * a test process once had there was pkcs11js's, patched in
+ * patches/pkcs11js+2.1.7.patch), but a test that counts the token's objects
  * reads only after this. Reads by the gateway itself (its refresh rounds)
  * may start again at any time; they destroy nothing.
  */
