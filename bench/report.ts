@@ -199,6 +199,85 @@ export function verdicts({ token, runs, keyScaling, memory }: Inputs): Verdict[]
   ];
 }
 
+/**
+ * What a throughput target leaves the server per request, from this run's
+ * own figures: at the target's rate, every cycle of the machine's cores
+ * (the most generous reading: the gateway and wrk together used a little
+ * less) divided among the requests, less wrk's measured CPU per request,
+ * less the token's own CPU per operation (the one-process rate back to
+ * back; two processes scale almost 2x, so it is also the cost per
+ * operation when both work). What is left pays for everything else: the
+ * HTTP stack, SigV4, JSON and schema, key resolution, the hand-off to the
+ * lanes, the audit line and the metrics. Set beside what the gateway and
+ * the bare node:http server spent, it says whether a target is in reach of
+ * any server of this design on this machine, not only of this code.
+ */
+export interface TargetBudget {
+  workload: string;
+  /** The rate the target asks for (its ratio times the token rate it is judged against). */
+  targetRps: number;
+  /** CPU us per request at that rate with all the cores busy. */
+  machineMicros: number;
+  /** wrk's CPU us per request in the gateway's run of the workload. */
+  wrkMicros: number;
+  /** The token's own CPU us per operation, and what it was read from. */
+  tokenMicros: number;
+  tokenSource: string;
+  /** machineMicros - wrkMicros - tokenMicros: what everything else may cost. */
+  besideTokenMicros: number;
+  /** What the gateway spent beside the token (its CPU us per request less tokenMicros). */
+  gatewayBesideTokenMicros: number;
+  /** What the bare node:http software reference spent per request (HTTP stack and AES in node:crypto, no token). */
+  bareHttpMicros?: number;
+  /** Encrypt 4 KB only: what the bare server sealing through the lanes (hsm-layer reference) spent beside the token. */
+  bareLanesBesideTokenMicros?: number;
+}
+
+export function targetBudgets(r: Pick<BenchResult, 'machine' | 'token' | 'runs' | 'references'>): TargetBudget[] {
+  const cores = Number(r.machine['cores']);
+  const bare = r.references?.find((x) => x.mode === 'software');
+  const bareHttpMicros = bare === undefined ? undefined : cpuMicrosPerRequest(bare.cpuPercent, bare.rps);
+  const lanes = r.references?.find((x) => x.mode === 'hsm-layer');
+  // The gateway's default config seals on session copies; where the run read their rate, the cheaper of the two is the generous choice.
+  const aesToken = r.token.aesCopyOneProcess ?? r.token.aesOneProcess;
+  const specs = [
+    {
+      workload: 'Encrypt 4 KB',
+      targetRps: TARGETS.encryptVsOneProcess * r.token.aesOneProcess.rate,
+      tokenRate: aesToken.rate,
+      tokenSource: r.token.aesCopyOneProcess === undefined ? 'AES-GCM 4 KB on the key object, one process' : 'AES-GCM 4 KB on a session copy, one process',
+    },
+    {
+      workload: 'Decrypt RSA-2048',
+      targetRps: TARGETS.rsaDecryptVsOneProcess * r.token.rsaDecryptOneProcess.rate,
+      tokenRate: r.token.rsaDecryptOneProcess.rate,
+      tokenSource: 'RSA-2048 decrypt, one process',
+    },
+  ];
+  const out: TargetBudget[] = [];
+  for (const spec of specs) {
+    const run = findRun(r.runs, spec.workload, 32);
+    if (run === undefined || !(cores > 0) || !(spec.tokenRate > 0) || !(run.rps > 0)) continue;
+    const machineMicros = (cores * 1e6) / spec.targetRps;
+    const wrkMicros = cpuMicrosPerRequest(run.wrkCpuPercent, run.rps);
+    const tokenMicros = 1e6 / spec.tokenRate;
+    out.push({
+      workload: spec.workload,
+      targetRps: spec.targetRps,
+      machineMicros,
+      wrkMicros,
+      tokenMicros,
+      tokenSource: spec.tokenSource,
+      besideTokenMicros: machineMicros - wrkMicros - tokenMicros,
+      gatewayBesideTokenMicros: cpuMicrosPerRequest(run.gatewayCpuPercent, run.rps) - tokenMicros,
+      ...(bareHttpMicros === undefined ? {} : { bareHttpMicros }),
+      // The reference servers serve the Encrypt 4 KB load only.
+      ...(lanes === undefined || spec.workload !== 'Encrypt 4 KB' ? {} : { bareLanesBesideTokenMicros: cpuMicrosPerRequest(lanes.cpuPercent, lanes.rps) - tokenMicros }),
+    });
+  }
+  return out;
+}
+
 function table(head: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n');
@@ -361,6 +440,34 @@ export function renderMarkdown(r: BenchResult): string {
       `RSS sampled every second; the slope is the least-squares line's, and ± its standard error from the samples' scatter about the line ` +
       `(the samples are not independent, so the true uncertainty is larger; the target reads the slope alone).`,
   );
+  const budgets = targetBudgets(r);
+  if (budgets.length > 0) {
+    out.push('## What the throughput targets leave per request');
+    out.push(
+      table(
+        ['workload', 'target rate req/s', `CPU us/req at that rate (${machine['cores']} cores, all busy)`, 'wrk us/req', 'token us/op', 'left beside the token us/req', 'the gateway beside the token us/req', 'bare node:http, no token (software reference) us/req', 'bare node:http through the lanes, beside the token us/req'],
+        budgets.map((b) => [
+          b.workload,
+          f0(b.targetRps),
+          f0(b.machineMicros),
+          f0(b.wrkMicros),
+          `${f0(b.tokenMicros)} (${b.tokenSource})`,
+          f0(b.besideTokenMicros),
+          f0(b.gatewayBesideTokenMicros),
+          b.bareHttpMicros === undefined ? 'n/a' : f0(b.bareHttpMicros),
+          b.bareLanesBesideTokenMicros === undefined ? 'n/a' : f0(b.bareLanesBesideTokenMicros),
+        ]),
+      ),
+    );
+    out.push(
+      'At the rate a target asks for, the machine has so many microseconds of CPU per request; wrk takes its share (as measured in the gateway\'s run) ' +
+        'and the token its own (its one-process rate back to back). What is left must pay for the HTTP stack, SigV4, JSON and schema, key resolution, ' +
+        'the hand-off that gives each call its deadline, the audit line and the metrics. The last two columns are what the bare node:http reference servers ' +
+        'spent per Encrypt 4 KB with no check and no log: the HTTP stack with AES in node:crypto, and the HTTP stack with the token behind the lanes ' +
+        '(less the token\'s own share; the references serve the Encrypt 4 KB load only). Where they take most of what is left, ' +
+        'the target is out of reach for this design on this machine, not only for this code.',
+    );
+  }
   out.push('## Targets (issue 5)');
   out.push(r.targets.map((t) => `- **${t.pass ? 'PASS' : 'FAIL'}** ${t.target}: ${t.measured} (target ${t.wanted})`).join('\n'));
   if (r.files.svg !== undefined) out.push(`![req/s per workload](${r.files.svg.split('/').pop()})`);

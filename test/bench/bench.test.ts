@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { cpuMicrosPerRequest, renderMarkdown, renderSvg, verdicts, type BenchResult, type LoadRun, type ReferenceMode } from '../../bench/report.js';
+import { cpuMicrosPerRequest, renderMarkdown, renderSvg, targetBudgets, verdicts, type BenchResult, type LoadRun, type ReferenceMode } from '../../bench/report.js';
 import { median, parseWrkOutput, slopeMbPerMin, slopeStandardErrorMbPerMin, summarizeRss, WRK_RESULT_MARKER } from '../../bench/stats.js';
 import { wrkScript, type WireRequest } from '../../bench/wrk.js';
 
@@ -202,6 +202,36 @@ describe('the benchmark (bench/)', () => {
       const enc = r.runs.find((x) => x.workload === 'Encrypt 4 KB' && x.connections === 32);
       const gatewayMicros = Math.round(((enc?.gatewayCpuPercent ?? 0) / 100) * 1e6 / 4_000).toLocaleString('en-US');
       expect(md).to.match(new RegExp(`\\| the gateway \\(Encrypt 4 KB above\\) \\| 4,000 \\|[^\\n]*\\| ${gatewayMicros} \\|[^\\n]*\\| 0\\.20 \\| +\\|$`, 'm'));
+    });
+
+    it('says what each throughput target leaves per request beside wrk and the token, next to what the gateway and the bare servers spent', () => {
+      const ref = (mode: ReferenceMode, rps: number) => ({ ...run('x', 32, rps), mode, cpuPercent: 192, wrkCpuPercent: 30 });
+      const r = { ...result(), references: [ref('software', 16_000), ref('hsm-layer', 8_000)] };
+      // Encrypt 4 KB: 0.6 x 20,000/s = 12,000 req/s on 2 cores leaves 166.7 us a request; wrk took 40% of a core at
+      // 13,000 req/s (30.8 us), the token 50 us an operation (20,000/s), so 85.9 us are left for everything else.
+      const [enc, rsa] = targetBudgets(r);
+      expect(enc?.targetRps).to.equal(12_000);
+      expect(enc?.machineMicros).to.be.closeTo(166.7, 0.1);
+      expect(enc?.wrkMicros).to.be.closeTo(30.8, 0.1);
+      expect(enc?.tokenMicros).to.equal(50);
+      expect(enc?.besideTokenMicros).to.be.closeTo(85.9, 0.1);
+      expect(enc?.gatewayBesideTokenMicros).to.be.closeTo(146.2 - 50, 0.1);
+      expect(enc?.bareHttpMicros).to.equal(120);
+      expect(enc?.bareLanesBesideTokenMicros).to.equal(240 - 50);
+      // RSA-2048 Decrypt: 1.6 x 1,700/s = 2,720 req/s leaves 735.3 us; wrk 133.3 us at 3,000 req/s; the token 588.2 us.
+      expect(rsa?.targetRps).to.equal(2_720);
+      expect(rsa?.besideTokenMicros).to.be.closeTo(735.3 - 133.3 - 588.2, 0.1);
+      expect(rsa?.bareLanesBesideTokenMicros, 'the references serve Encrypt 4 KB only').to.equal(undefined);
+      // Where the run read the session-copy rate (the gateway's default), the token's share is the cheaper copy's.
+      const copies = targetBudgets({ ...r, token: { ...r.token, aesCopyOneProcess: { ops: 320_000, seconds: 8, rate: 40_000 } } });
+      expect(copies[0]?.tokenMicros).to.equal(25);
+      expect(copies[0]?.targetRps, 'the target still reads the key-object limit').to.equal(12_000);
+      const md = renderMarkdown(r);
+      expect(md).to.contain('## What the throughput targets leave per request');
+      expect(md).to.match(/\| Encrypt 4 KB \| 12,000 \| 167 \| 31 \| 50 \([^)]*\) \| 86 \| 96 \| 120 \| 190 \|/);
+      expect(md).to.match(/\| Decrypt RSA-2048 \| 2,720 \| 735 \| 133 \| 588 \([^)]*\) \| 14 \| 45 \| 120 \| n\/a \|/);
+      // Without a gateway run of the workload there is nothing to set beside, and no row.
+      expect(targetBudgets({ ...r, runs: [] })).to.deep.equal([]);
     });
 
     it('counts CPU per request over the whole server, and none when nothing was answered', () => {
