@@ -3,7 +3,7 @@
  * express app and an HTTP listener. main.ts calls it for real; tests call it
  * to start a gateway in-process on port 0.
  */
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { createServer, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { readFileSync, statSync } from 'node:fs';
@@ -26,8 +26,11 @@ import { AggregatorRegistry } from 'prom-client';
 
 export interface RunningGateway {
   server: Server;
+  /** Where it listens; in a cluster worker, the config's address (the primary listens, and may have picked the port). */
   url: string;
   port: number;
+  /** In a cluster worker: serves a client connection the primary handed over (not read from yet). */
+  accept(socket: Socket): void;
   hsm: GuardedHsm;
   keys: KeyStore;
   metrics: Metrics;
@@ -161,11 +164,22 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
     });
     server.keepAliveTimeout = 65_000;
     answerClientErrors(server);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.listen.port, config.listen.host, () => resolve());
-    });
-    const port = (server.address() as AddressInfo).port;
+    // Connections the cluster primary handed over (cluster/connections.ts),
+    // until they close: a server that never listened does not wait for them
+    // when it closes, so close() below does.
+    const handedOver = new Set<Socket>();
+    if (channel === undefined) {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.listen.port, config.listen.host, () => resolve());
+      });
+    } else {
+      // Node 20's HTTP server starts tracking its connections (the request
+      // and header deadlines, closeIdleConnections) on 'listening'; this one
+      // is fed by the primary and never listens itself.
+      server.emit('listening');
+    }
+    const port = channel === undefined ? (server.address() as AddressInfo).port : config.listen.port;
     // Reload on SIGHUP and on file change from now on.
     credentials.start();
     const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
@@ -176,15 +190,35 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
       hsm,
       keys,
       metrics,
+      accept(socket) {
+        if (closing) {
+          socket.destroy();
+          return;
+        }
+        handedOver.add(socket);
+        socket.once('close', () => handedOver.delete(socket));
+        server.emit('connection', socket);
+      },
       async close() {
         // Stop accepting, let requests in flight finish (idle keep-alive
         // sockets are closed now, busy ones after a grace period).
         closing = true;
         credentials.close();
         await new Promise<void>((resolve) => {
-          server.close(() => resolve());
+          let closed = false;
+          const drained = () => {
+            if (closed && handedOver.size === 0) resolve();
+          };
+          server.close(() => {
+            closed = true;
+            drained();
+          });
+          for (const s of handedOver) s.once('close', drained);
           server.closeIdleConnections();
-          setTimeout(() => server.closeAllConnections(), 5_000).unref();
+          setTimeout(() => {
+            server.closeAllConnections();
+            for (const s of handedOver) s.destroy();
+          }, 5_000).unref();
         });
         await keyLoader.stop();
         await keys.stop();

@@ -10,8 +10,9 @@
  * together (node:cluster, src/cluster/): one PKCS#11 instance per process,
  * because SoftHSM2 serialises the threads of one process on its locks while
  * separate processes scale (measured: ~19,000 AES-GCM encrypts/s in one
- * process, ~35,000/s in two). KMSGW_WORKERS=1 runs the gateway in this one
- * process, without a primary.
+ * process, ~35,000/s in two). The primary listens and hands each connection
+ * to a worker (src/cluster/connections.ts). KMSGW_WORKERS=1 runs the gateway
+ * in this one process, without a primary.
  */
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
@@ -59,16 +60,21 @@ async function main(): Promise<void> {
   let channel: ClusterChannel | undefined;
   if (cluster.isPrimary) {
     let workers: number;
+    let listen: { host: string; port: number; tls: boolean } | undefined;
     try {
       workers = workerCount(env);
-      if (workers > 1) loadConfig({ path, dataDir, port: env['KMSGW_PORT'] });
+      if (workers > 1) {
+        const config = loadConfig({ path, dataDir, port: env['KMSGW_PORT'] });
+        listen = { host: config.listen.host, port: config.listen.port, tls: config.listen.tls !== undefined };
+      }
     } catch (e) {
       if (e instanceof ConfigError) configError(e);
       throw e;
     }
-    if (workers > 1) {
+    if (listen !== undefined) {
       // The config is valid (checked above, so a mistake stops start-up once, with exit 2); the workers load it themselves.
-      runPrimary({ workers, log });
+      // The primary listens and hands the connections to the workers.
+      runPrimary({ workers, log, listen });
       return;
     }
   } else {
@@ -81,8 +87,9 @@ async function main(): Promise<void> {
     const facts = { url: gateway.url, port: gateway.port, keys: gateway.keys.size, hsm: gateway.hsm.describe() };
     if (channel === undefined) log.info(facts, 'kms-hsm-gateway listening');
     else {
-      log.debug({ ...facts, worker: cluster.worker?.id }, 'gateway worker listening');
-      channel.listening({ ...facts, pinRefused: gateway.hsm.pinRefused });
+      log.debug({ keys: facts.keys, hsm: facts.hsm, worker: cluster.worker?.id }, 'gateway worker serving');
+      const serving = gateway;
+      channel.serve({ keys: facts.keys, hsm: facts.hsm, pinRefused: gateway.hsm.pinRefused }, (socket) => serving.accept(socket));
     }
   } catch (e) {
     if (e instanceof ConfigError) configError(e);

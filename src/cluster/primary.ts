@@ -1,9 +1,14 @@
 /**
  * The cluster primary: forks `workers` gateway processes (node:cluster;
- * each has its own PKCS#11 instance, lanes, key store and express app, and
- * they share the listening socket), and is the one place that
+ * each has its own PKCS#11 instance, lanes, key store and express app), and
+ * is the one place that
  *
- * - announces the gateway once every worker listens;
+ * - listens, and hands each client connection to a serving worker in turn
+ *   (connections.ts: not node:cluster's round-robin, which loses a
+ *   connection handed to a worker in the moment it dies); it starts
+ *   listening once the first worker serves, so a client is refused rather
+ *   than kept waiting while the gateway starts;
+ * - announces the gateway once every worker serves;
  * - answers a worker's GET /metrics with every worker's metrics aggregated
  *   (prom-client's AggregatorRegistry: counters and histograms summed,
  *   gauges as each declares in src/metrics/metrics.ts);
@@ -24,11 +29,14 @@
  * gateway then stays at one worker, answering KeyUnavailableException, until
  * it is restarted with the right PIN.
  *
- * The primary never opens the token and serves no request itself.
+ * The primary never opens the token and never reads from a client
+ * connection: the workers serve every request, over TLS where configured.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from '../log.js';
+import { ConnectionDispatcher, type ConnectionTarget } from './connections.js';
 import { isKmsgwMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 
 /** A worker's apply of another worker's key state changes that takes longer than this is not waited for (its token may hang). */
@@ -39,6 +47,8 @@ const RESTART_DELAY_MS = 1_000;
 export interface PrimaryOptions {
   workers: number;
   log: Logger;
+  /** The config's listen.host and port (0: any free port), and whether the workers serve TLS on it. */
+  listen: { host: string; port: number; tls: boolean };
 }
 
 interface Sync {
@@ -48,14 +58,28 @@ interface Sync {
   timer: NodeJS.Timeout;
 }
 
-export function runPrimary({ workers, log }: PrimaryOptions): void {
+export function runPrimary({ workers, log, listen }: PrimaryOptions): void {
   const aggregator = new AggregatorRegistry();
+  const dispatcher = new ConnectionDispatcher();
+  // pauseOnConnect: the primary never reads; the worker that gets the socket
+  // does. noDelay here: a socket handed to a worker's server skips the
+  // accept path where that server would set TCP_NODELAY (as node:http does).
+  const listener = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => dispatcher.dispatch(socket));
+  let bound: AddressInfo | undefined;
+  const target = (w: Worker): ConnectionTarget => ({
+    id: w.id,
+    sendConnection: (id: number, socket: Socket, done: (err: Error | null) => void) => {
+      if (!w.isConnected()) return done(new Error('worker disconnected'));
+      // keepOpen: the primary's copy stays open until the worker says it has the socket.
+      w.send({ type: 'kmsgw:connection', id } satisfies PrimaryMessage, socket, { keepOpen: true }, (err) => done(err ?? null));
+    },
+  });
   const listening = new Set<number>();
   let announced = false;
   /** The other workers have been forked (after the first listened). */
   let started = false;
-  /** How many workers listen once all have started. */
-  let target = workers;
+  /** How many workers serve once all have started. */
+  let expected = workers;
   let stopping = false;
   let leader: number | undefined;
   let nextSync = 1;
@@ -110,20 +134,47 @@ export function runPrimary({ workers, log }: PrimaryOptions): void {
         if (s.waiting.size === 0) finishSync(m.id);
         return;
       }
-      case 'kmsgw:listening':
-        listening.add(w.id);
-        chooseLeader();
-        if (listening.size === 1 && !started) {
-          started = true;
-          if (m.pinRefused) log.error({ workers: 1 }, 'the HSM refused the PIN: no other worker starts (no more login attempts); fix hsm.pin and restart');
-          else for (let i = 1; i < workers; i++) fork();
-          target = m.pinRefused ? 1 : workers;
-        }
-        if (!announced && listening.size === target) {
-          announced = true;
-          log.info({ url: m.url, port: m.port, keys: m.keys, hsm: m.hsm, workers: target }, 'kms-hsm-gateway listening');
-        }
+      case 'kmsgw:connection-taken':
+        dispatcher.taken(m.id);
         return;
+      case 'kmsgw:serving':
+        if (stopping) return;
+        listening.add(w.id);
+        dispatcher.serve(target(w));
+        chooseLeader();
+        if (bound === undefined) bind(() => served(m));
+        else served(m);
+        return;
+    }
+  };
+
+  /** Listens on the config's address; the first worker to serve calls it. A port that cannot be had stops the gateway. */
+  const bind = (then: () => void) => {
+    listener.once('error', (e: NodeJS.ErrnoException) => {
+      log.error({ host: listen.host, port: listen.port, code: e.code }, `cannot listen on ${listen.host}:${listen.port}: ${e.message}`);
+      process.exitCode = 1;
+      stop();
+    });
+    listener.listen(listen.port, listen.host, () => {
+      bound = listener.address() as AddressInfo;
+      then();
+    });
+  };
+
+  /** A worker serves (and the port is bound): the others start after the first, and the gateway is announced once all serve. */
+  const served = (m: { keys: number; hsm: unknown; pinRefused: boolean }) => {
+    if (stopping || bound === undefined) return;
+    if (!started) {
+      started = true;
+      if (m.pinRefused) log.error({ workers: 1 }, 'the HSM refused the PIN: no other worker starts (no more login attempts); fix hsm.pin and restart');
+      else for (let i = 1; i < workers; i++) fork();
+      expected = m.pinRefused ? 1 : workers;
+    }
+    if (!announced && listening.size === expected) {
+      announced = true;
+      const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+      const url = `${listen.tls ? 'https' : 'http'}://${host}:${bound.port}`;
+      log.info({ url, port: bound.port, keys: m.keys, hsm: m.hsm, workers: expected }, 'kms-hsm-gateway listening');
     }
   };
 
@@ -132,6 +183,8 @@ export function runPrimary({ workers, log }: PrimaryOptions): void {
     w.on('message', (m: unknown) => onMessage(w, m));
     w.on('exit', (code, signal) => {
       listening.delete(w.id);
+      // What it was sent and did not take goes to another worker.
+      dispatcher.withdraw(w.id);
       // Syncs waiting for this worker need not wait for it any more.
       for (const [id, s] of syncs) {
         s.waiting.delete(w.id);
@@ -160,6 +213,9 @@ export function runPrimary({ workers, log }: PrimaryOptions): void {
   const stop = () => {
     if (stopping) return;
     stopping = true;
+    // No new connections: the port refuses them from now on.
+    listener.close();
+    dispatcher.close();
     // Each worker lets its requests in flight finish and closes its token sessions (main.ts).
     for (const w of live()) w.process.kill('SIGTERM');
     if (live().length === 0) process.exit();

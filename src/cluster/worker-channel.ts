@@ -1,10 +1,12 @@
 /**
- * A gateway worker's side of the cluster channel (see primary.ts): metric
+ * A gateway worker's side of the cluster channel (see primary.ts): client
+ * connections come from the primary (connections.ts), metric
  * scrapes go to the primary, and key state changes are
  * published so that every worker sees them before the client that made
  * them gets its answer (read-your-writes across the workers: a client's
  * next request may land on any worker).
  */
+import type { Socket } from 'node:net';
 import process from 'node:process';
 import type { StateChange } from '../keys/state-store.js';
 import { isKmsgwMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
@@ -21,7 +23,12 @@ export interface ClusterChannel {
   onRefresh(fn: (changes: StateChange[]) => Promise<void>): void;
   /** Called once if the primary makes this worker the one that runs background key work. */
   onLeader(fn: () => void): void;
-  listening(info: { port: number; url: string; keys: number; hsm: unknown; pinRefused: boolean }): void;
+  /**
+   * Ready to serve: the primary hands this worker client connections from
+   * now on, each to `accept` (a socket not read from yet). The primary
+   * learns the worker has one before `accept` gets it.
+   */
+  serve(info: { keys: number; hsm: unknown; pinRefused: boolean }, accept: (socket: Socket) => void): void;
 }
 
 export function workerChannel(): ClusterChannel {
@@ -32,6 +39,7 @@ export function workerChannel(): ClusterChannel {
   let refresh: (changes: StateChange[]) => Promise<void> = async () => undefined;
   let leader: (() => void) | undefined;
   let isLeader = false;
+  let accept: ((socket: Socket) => void) | undefined;
   const post = (m: WorkerMessage) => {
     send(m);
   };
@@ -50,10 +58,19 @@ export function workerChannel(): ClusterChannel {
       post(make(id));
     });
   };
-  process.on('message', (m: unknown) => {
+  process.on('message', (m: unknown, handle: unknown) => {
     if (!isKmsgwMessage(m)) return;
     const msg = m as PrimaryMessage;
-    if (msg.type === 'kmsgw:refresh') {
+    if (msg.type === 'kmsgw:connection') {
+      const socket = handle as Socket | undefined;
+      // Said at once, before the socket's first read can complete: until the
+      // primary has it, it may hand the connection to another worker should
+      // this one die.
+      post({ type: 'kmsgw:connection-taken', id: msg.id });
+      if (socket === undefined) return;
+      if (accept === undefined) socket.destroy();
+      else accept(socket);
+    } else if (msg.type === 'kmsgw:refresh') {
       const id = msg.id;
       refresh(msg.changes).then(
         () => post({ type: 'kmsgw:refreshed', id }),
@@ -85,6 +102,9 @@ export function workerChannel(): ClusterChannel {
       leader = fn;
       if (isLeader) fn();
     },
-    listening: (info) => post({ type: 'kmsgw:listening', ...info }),
+    serve(info, fn) {
+      accept = fn;
+      post({ type: 'kmsgw:serving', ...info });
+    },
   };
 }

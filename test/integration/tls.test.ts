@@ -258,13 +258,16 @@ describe('TLS: the HTTPS listener', function () {
     });
   });
 
-  describe('without client certificates, with a short request timeout', function () {
+  // Two workers: the cluster primary hands each raw connection to a worker,
+  // which does the TLS handshake and enforces the deadlines itself.
+  describe('without client certificates, with a short request timeout, on two workers', function () {
     let gw: GatewayProcess;
     let url: string;
 
     before(async function () {
       gw = await startGateway({
         config: tlsConfig({ tls: { certFile: pki.serverCert, keyFile: pki.serverKey }, requestTimeoutMs: 1500 }),
+        workers: 2,
       });
       url = `https://127.0.0.1:${gw.port}`;
     });
