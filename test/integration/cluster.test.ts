@@ -1,7 +1,8 @@
 /**
  * The gateway as `make run` starts it on a multi-core machine: a cluster
- * primary and KMSGW_WORKERS worker processes sharing the port, each with its
- * own PKCS#11 instance. A client's connections land on any worker, so what
+ * primary that listens and hands each connection to one of KMSGW_WORKERS
+ * worker processes, each with its own PKCS#11 instance. A client's
+ * connections land on any worker, so what
  * one worker changes must be in force on every worker by the time its
  * client has the answer, /metrics must count every worker's requests, and
  * signals must reach every worker.
@@ -32,7 +33,7 @@ import { metricSum, waitFor } from '../support/ops.js';
 import { failure } from '../support/sdk-errors.js';
 
 const WORKERS = 2;
-/** Enough fresh connections that both workers serve some of them (the primary hands connections out round-robin). */
+/** Enough fresh connections that both workers serve some of them (the primary hands connections out in turn). */
 const FRESH = 8;
 
 /** The worker processes under the primary. */
