@@ -8,7 +8,8 @@
  * waits for its answer forever (the AWS SDK for JavaScript v3 sets no
  * request timeout by default). Measured on Node 20.20: 40 connections
  * opened around a SIGKILL of one of two workers, one hung every time (6 of
- * 6 tries). Node knows (nodejs/node#21746, a fix closed unmerged in #21940).
+ * 6 tries). A related leak of the round-robin primary's handles is
+ * nodejs/node#21746 (its fix, #21940, was closed unmerged).
  *
  * Here the primary accepts with pauseOnConnect (it never reads a byte),
  * sends the socket to a serving worker over the IPC channel keeping its own
