@@ -13,7 +13,7 @@ import { createApp } from './app.js';
 import { CredentialStore } from './auth/credentials.js';
 import { SigV4Authenticator } from './auth/sigv4.js';
 import { PolicyAuthorizer } from './auth/policy.js';
-import { ConfigError, readPin, type Config } from './config/config.js';
+import { ConfigError, listenUrl, readPin, type Config } from './config/config.js';
 import type { GuardedHsm } from './hsm/guarded-hsm.js';
 import { openPkcs11Hsm } from './hsm/pkcs11/open.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
@@ -182,11 +182,10 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
     const port = channel === undefined ? (server.address() as AddressInfo).port : config.listen.port;
     // Reload on SIGHUP and on file change from now on.
     credentials.start();
-    const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
     return {
       server,
       port,
-      url: `${tls === undefined ? 'http' : 'https'}://${host}:${port}`,
+      url: listenUrl(config.listen.host, port, tls !== undefined),
       hsm,
       keys,
       metrics,
@@ -217,6 +216,7 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
           server.closeIdleConnections();
           setTimeout(() => {
             server.closeAllConnections();
+            // Handed-over sockets the HTTP server does not track yet (a TLS handshake not finished).
             for (const s of handedOver) s.destroy();
           }, 5_000).unref();
         });

@@ -35,6 +35,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { AggregatorRegistry } from 'prom-client';
+import { listenUrl } from '../config/config.js';
 import type { Logger } from '../log.js';
 import { ConnectionDispatcher, type ConnectionTarget } from './connections.js';
 import { isKmsgwMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
@@ -172,9 +173,7 @@ export function runPrimary({ workers, log, listen }: PrimaryOptions): void {
     }
     if (!announced && listening.size === expected) {
       announced = true;
-      const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
-      const url = `${listen.tls ? 'https' : 'http'}://${host}:${bound.port}`;
-      log.info({ url, port: bound.port, keys: m.keys, hsm: m.hsm, workers: expected }, 'kms-hsm-gateway listening');
+      log.info({ url: listenUrl(listen.host, bound.port, listen.tls), port: bound.port, keys: m.keys, hsm: m.hsm, workers: expected }, 'kms-hsm-gateway listening');
     }
   };
 

@@ -259,6 +259,11 @@ export function loadConfig(src: ConfigSources): Config {
   return parseConfig(raw, src, src.path);
 }
 
+/** The gateway's URL for a listen address and port: an IPv6 host in brackets, https where listen.tls is set. */
+export function listenUrl(host: string, port: number, tls: boolean): string {
+  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
 /**
  * Reads the token PIN from its configured source. A PIN file readable by
  * other users is refused: a PIN is as secret as the keys it unlocks.
