@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import pkcs11js from 'pkcs11js';
-import { CREATE_TRIES, createWithRetry, FIND_TRIES, retryGeneralError } from '../../src/hsm/pkcs11/transient-retry.js';
+import { AMBIGUOUS_FIND_TRIES, CREATE_TRIES, createWithRetry, findAtMostOne, FIND_TRIES, retryGeneralError } from '../../src/hsm/pkcs11/transient-retry.js';
 
 const general = () => new pkcs11js.Pkcs11Error('CKR_GENERAL_ERROR', pkcs11js.CKR_GENERAL_ERROR, 'C_GenerateKey');
 
@@ -66,5 +66,47 @@ describe('creating a token object when SoftHSM2 answers CKR_GENERAL_ERROR now an
     expect([op.calls(), pauses]).to.deep.equal([FIND_TRIES, FIND_TRIES - 1]);
     const never = flaky(FIND_TRIES);
     expect(() => retryGeneralError(never.create, FIND_TRIES, { pause: () => undefined })).to.throw('CKR_GENERAL_ERROR');
+  });
+});
+
+describe('a key find that matches a session copy in the making (SoftHSM 2.6.1 C_CopyObject sets CKA_TOKEN false last)', function () {
+  /** Finds answering each given hit list in turn, the last one from then on. */
+  function finds(...answers: number[][]) {
+    let calls = 0;
+    return { find: () => answers[Math.min(calls++, answers.length - 1)]!, calls: () => calls };
+  }
+  const counting = () => {
+    const seen = { pauses: 0, retries: [] as number[] };
+    return { seen, hooks: { pause: () => void seen.pauses++, retrying: (a: number) => void seen.retries.push(a) } };
+  };
+
+  it('takes the one object found when the second match is gone on the next try', function () {
+    const f = finds([7, 8], [7]);
+    const { seen, hooks } = counting();
+    expect(findAtMostOne(f.find, AMBIGUOUS_FIND_TRIES, hooks)).to.deep.equal([7]);
+    expect([f.calls(), seen.pauses, seen.retries]).to.deep.equal([2, 1, [1]]);
+  });
+
+  it('answers at once, without a pause, when the first find matches one object or none', function () {
+    for (const hits of [[7], []]) {
+      const f = finds(hits);
+      const { seen, hooks } = counting();
+      expect(findAtMostOne(f.find, AMBIGUOUS_FIND_TRIES, hooks)).to.deep.equal(hits);
+      expect([f.calls(), seen.pauses]).to.deep.equal([1, 0]);
+    }
+  });
+
+  it(`returns both matches after ${AMBIGUOUS_FIND_TRIES} tries when two objects really carry the key's label/id`, function () {
+    const f = finds([7, 9]);
+    const { seen, hooks } = counting();
+    expect(findAtMostOne(f.find, AMBIGUOUS_FIND_TRIES, hooks)).to.deep.equal([7, 9]);
+    expect([f.calls(), seen.pauses]).to.deep.equal([AMBIGUOUS_FIND_TRIES, AMBIGUOUS_FIND_TRIES - 1]);
+  });
+
+  it('never looks again when the caller makes no session copies: a second match is then a second object', function () {
+    const f = finds([7, 8], [7]);
+    const { seen, hooks } = counting();
+    expect(findAtMostOne(f.find, AMBIGUOUS_FIND_TRIES, hooks, () => false)).to.deep.equal([7, 8]);
+    expect([f.calls(), seen.pauses]).to.deep.equal([1, 0]);
   });
 });

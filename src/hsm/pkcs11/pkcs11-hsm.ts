@@ -27,7 +27,7 @@ import type { RsaKeySpec } from '../../config/config.js';
 import type { AesGcmSealed, FindKeyResult, Hsm, HsmDescription, HsmRecordRef, OaepHash, PrepareKeyRequest, PrepareKeyResult, RsaPublicKeyInfo } from '../hsm.js';
 import { oaepDecode, oaepEncode } from '../oaep.js';
 import { CKR, ckrCode, ckrName, disposition, isCopyRefused, isPinRefused, readDisposition } from './ckr.js';
-import { createWithRetry, FIND_TRIES, retryGeneralError, type CreateRetryHooks } from './transient-retry.js';
+import { AMBIGUOUS_FIND_TRIES, createWithRetry, findAtMostOne, FIND_TRIES, retryGeneralError, type CreateRetryHooks } from './transient-retry.js';
 import { SessionPool } from './session-pool.js';
 
 type Handle = Buffer;
@@ -487,7 +487,8 @@ export class Pkcs11Hsm implements Hsm {
         ),
       );
       if (hits.some((h) => h.length > 1)) {
-        out.push({ state: 'failed', reason: `${req.displayName}: more than one key object matches its label/id` });
+        // Looked up on its own: a second match may be a lane's session copy in the making (find()).
+        out.push(this.opts.sessionKeyCopies === true ? await lookup(req) : { state: 'failed', reason: `${req.displayName}: more than one key object matches its label/id` });
         continue;
       }
       if (hits.every((h) => h.length === 0)) {
@@ -562,16 +563,23 @@ export class Pkcs11Hsm implements Hsm {
     retryGeneralError(() => this.lib.C_FindObjectsInit(s, template), FIND_TRIES, { pause: sleepSync });
   }
 
-  /** One C_FindObjects; caches the handle. Throws when the reference is ambiguous. */
+  /**
+   * One C_FindObjects; caches the handle. Throws when the reference is
+   * ambiguous. With sessionKeyCopies a second match is looked for again
+   * first: it may be another lane's copy in the making (transient-retry.ts).
+   */
   private find(s: Handle, entry: KeyEntry, kind: ObjectKind): Handle | undefined {
     const { lib } = this;
-    this.findInit(s, this.template(entry, kind));
-    let hits: Handle[];
-    try {
-      hits = lib.C_FindObjects(s, 2);
-    } finally {
-      lib.C_FindObjectsFinal(s);
-    }
+    const template = this.template(entry, kind);
+    const findOnce = (): Handle[] => {
+      this.findInit(s, template);
+      try {
+        return lib.C_FindObjects(s, 2);
+      } finally {
+        lib.C_FindObjectsFinal(s);
+      }
+    };
+    const hits = findAtMostOne(findOnce, AMBIGUOUS_FIND_TRIES, { pause: sleepSync }, () => this.opts.sessionKeyCopies === true);
     if (hits.length > 1)
       throw new KMSInternalException(`${entry.req.displayName}: more than one ${kind} key object matches its label/id`);
     const h = hits[0];

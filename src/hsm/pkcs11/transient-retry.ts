@@ -20,11 +20,21 @@
  *   (`leftBehind` finds no object of that label): the gateway never
  *   destroys what it finds, because on a shared token that object may be
  *   another gateway's key.
+ * - Finds that match a key's session copy in the making: SoftHSM 2.6.1's
+ *   C_CopyObject creates the copy with every attribute of the token object,
+ *   CKA_TOKEN true included, and applies the template's CKA_TOKEN false
+ *   only afterwards, so a find by label in another session of the same
+ *   process matches the copy too for that moment (measured: 1 of 130 to
+ *   1 of 830 finds while another thread copies the key without pause). With
+ *   sessionKeyCopies, lanes meeting a key at once make their copies at
+ *   once; a second match is looked for again before it counts as two
+ *   objects with the key's label/id.
  */
 import { CKR, ckrCode } from './ckr.js';
 
 export const FIND_TRIES = 4;
 export const CREATE_TRIES = 3;
+export const AMBIGUOUS_FIND_TRIES = 4;
 
 export interface RetryHooks {
   /** Pause before the next try (a lane thread may block; never the event loop). */
@@ -54,4 +64,18 @@ export function retryGeneralError<T>(op: () => T, tries: number, hooks: RetryHoo
 /** An object creation, tried again only while the failed tries left nothing on the token. */
 export function createWithRetry<T>(create: () => T, hooks: CreateRetryHooks): T {
   return retryGeneralError(create, CREATE_TRIES, hooks, () => !hooks.leftBehind());
+}
+
+/**
+ * A find that must match at most one object: run again, after a pause,
+ * while it matches more than one and `mayRetry` agrees. Returns the last
+ * try's hits; more than one left after `tries` is a real ambiguity.
+ */
+export function findAtMostOne<T>(find: () => T[], tries: number, hooks: RetryHooks, mayRetry: () => boolean = () => true): T[] {
+  for (let attempt = 1; ; attempt++) {
+    const hits = find();
+    if (hits.length <= 1 || attempt >= tries || !mayRetry()) return hits;
+    hooks.retrying?.(attempt);
+    hooks.pause(2 + Math.random() * 8);
+  }
 }
