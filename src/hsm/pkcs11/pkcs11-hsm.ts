@@ -487,8 +487,8 @@ export class Pkcs11Hsm implements Hsm {
         ),
       );
       if (hits.some((h) => h.length > 1)) {
-        // Looked up on its own: a second match may be a lane's session copy in the making (find()).
-        out.push(this.opts.sessionKeyCopies === true ? await lookup(req) : { state: 'failed', reason: `${req.displayName}: more than one key object matches its label/id` });
+        // Looked up on its own: find() decides whether a second match is a second object or a lane's session copy in the making.
+        out.push(await lookup(req));
         continue;
       }
       if (hits.every((h) => h.length === 0)) {

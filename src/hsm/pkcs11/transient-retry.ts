@@ -48,6 +48,11 @@ export interface CreateRetryHooks extends RetryHooks {
   leftBehind(): boolean;
 }
 
+/** A few ms, jittered so that lanes retrying at once do not meet again. */
+function retryPauseMs(): number {
+  return 2 + Math.random() * 8;
+}
+
 /** Calls `op` up to `tries` times while it throws CKR_GENERAL_ERROR and `mayRetry` agrees; any other error is thrown as it was. */
 export function retryGeneralError<T>(op: () => T, tries: number, hooks: RetryHooks, mayRetry: () => boolean = () => true): T {
   for (let attempt = 1; ; attempt++) {
@@ -56,7 +61,7 @@ export function retryGeneralError<T>(op: () => T, tries: number, hooks: RetryHoo
     } catch (e) {
       if (attempt >= tries || ckrCode(e) !== CKR.GENERAL_ERROR || !mayRetry()) throw e;
       hooks.retrying?.(attempt);
-      hooks.pause(2 + Math.random() * 8);
+      hooks.pause(retryPauseMs());
     }
   }
 }
@@ -76,6 +81,6 @@ export function findAtMostOne<T>(find: () => T[], tries: number, hooks: RetryHoo
     const hits = find();
     if (hits.length <= 1 || attempt >= tries || !mayRetry()) return hits;
     hooks.retrying?.(attempt);
-    hooks.pause(2 + Math.random() * 8);
+    hooks.pause(retryPauseMs());
   }
 }
